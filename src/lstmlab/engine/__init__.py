@@ -1,0 +1,142 @@
+"""Engines run one recurrent layer direction over a batch; layers never touch kernels directly.
+
+Engine modules (``reference``, ``loop``, ``fused``, ``native``) expose the same functions::
+
+    lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None) -> (out, h_n, c_n)
+    gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None)      -> (out, h_n)
+    rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, activation="tanh", taps=None)
+                                                                                 -> (out, h_n)
+
+* ``x`` is (B, T, I), batch-first; ``h0``/``c0`` are (B, H); weights use torch.nn.LSTM's
+  layout (``w_ih`` (G*H, I), ``w_hh`` (G*H, H), gate order LSTM i,f,g,o; GRU r,z,n);
+  biases are always tensors (zeros when the layer has ``use_bias=False``).
+* ``lengths`` (B,) int64 on the CPU, ``1 <= lengths[b] <= T``: sequences are right-padded.
+  A padded step carries the state unchanged (``h_t = h_{t-1}``), its output row is 0, and
+  ``h_n``/``c_n`` are the states after each sequence's last valid step.
+* ``rmask`` (B, H): recurrent-dropout mask (already scaled), multiplied onto ``h_{t-1}``
+  before the recurrent matrix product, the same mask at every step (Gal & Ghahramani).
+* ``taps``: a :class:`~lstmlab.engine.taps.StepTaps` to fill (see that module).
+
+All functions are differentiable w.r.t. ``x``, states, weights and biases.  Direction
+(reversal of each sequence within its length) is handled here, once, for every engine.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from . import loop, native
+from .taps import GATES, StepTaps
+
+ENGINES = ("auto", "fused", "native", "loop", "reference")
+
+_fused_state: dict = {}
+
+
+def fused_module():
+    """The fused engine module, or None (with one warning) when it cannot be built here."""
+    if "mod" not in _fused_state:
+        try:
+            from . import fused
+
+            fused.load()
+            _fused_state["mod"] = fused
+        except Exception as exc:  # noqa: BLE001 - any build failure means: use the fallback
+            _fused_state["mod"] = None
+            warnings.warn(
+                f"lstmlab: the fused engine could not be built ({type(exc).__name__}: {exc}); "
+                "falling back to the slower 'loop' engine. Install a C++ compiler to get it.",
+                RuntimeWarning, stacklevel=3)
+    return _fused_state["mod"]
+
+
+def resolve(engine: str, *, cell: str, taps: bool, rmask: bool, layer_norm: bool,
+            activation: str, device: torch.device):
+    """Pick the engine module for one call; raise ValueError when the request is impossible."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
+    if layer_norm:
+        if engine not in ("auto", "loop"):
+            raise ValueError(f"engine={engine!r} does not support layer_norm=True; use 'loop' or 'auto'")
+        return loop
+    if engine == "reference":
+        from . import reference
+
+        return reference
+    if engine == "loop":
+        return loop
+    if engine == "native":
+        if taps:
+            raise ValueError("engine='native' cannot record per-step gradient taps; use 'fused' or 'auto'")
+        if rmask:
+            raise ValueError("engine='native' does not support recurrent_dropout; use 'fused' or 'auto'")
+        return native
+    fused = fused_module()
+    if engine == "fused":
+        return fused if fused is not None else loop
+    # auto
+    if not taps and not rmask and native.supports(cell, activation, device):
+        return native
+    return fused if fused is not None else loop
+
+
+def reverse_index(lengths: torch.Tensor | None, batch: int, steps: int, device) -> torch.Tensor:
+    """(B, T) index that reverses each sequence within its length and leaves padding in place."""
+    t = torch.arange(steps, device=device).expand(batch, steps)
+    if lengths is None:
+        return t.flip(1)
+    ln = lengths.to(device).unsqueeze(1)
+    return torch.where(t < ln, ln - 1 - t, t)
+
+
+def _gather_time(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def run(cell: str, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None, weights: tuple,
+        *, lengths: torch.Tensor | None = None, reverse: bool = False,
+        rmask: torch.Tensor | None = None, activation: str = "tanh", engine: str = "auto",
+        taps: StepTaps | None = None, layer_norm: tuple | None = None):
+    """Run one direction of one layer.  Returns ``(out, h_n, c_n)`` (``c_n`` None unless LSTM)."""
+    mod = resolve(engine, cell=cell, taps=taps is not None, rmask=rmask is not None,
+                  layer_norm=layer_norm is not None, activation=activation, device=x.device)
+    if reverse:
+        idx = reverse_index(lengths, x.shape[0], x.shape[1], x.device)
+        x = _gather_time(x, idx)
+    inner = StepTaps() if (taps is not None and reverse) else taps
+    w_ih, w_hh, b_ih, b_hh = weights
+    if cell == "lstm":
+        kw = {"layer_norm": layer_norm} if layer_norm is not None else {}
+        out, h_n, c_n = mod.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, inner, **kw)
+    elif cell == "gru":
+        (out, h_n), c_n = mod.gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, inner), None
+    else:
+        (out, h_n), c_n = mod.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, activation, inner), None
+    if reverse:
+        out = _gather_time(out, idx)
+        if taps is not None:
+            _unreverse_taps(inner, taps, idx)
+    return out, h_n, c_n
+
+
+def _unreverse_taps(inner: StepTaps, outer: StepTaps, idx: torch.Tensor) -> None:
+    """Map records taken on reversed sequences back onto the original time axis (lazily)."""
+    tidx = idx.t()  # (T, B)
+
+    def back(v: torch.Tensor | None) -> torch.Tensor | None:
+        return None if v is None else v.gather(0, tidx.to(v.device))
+
+    def assemble() -> None:
+        inner.finalize()
+        outer.units = inner.units
+        outer.saturated = {k: back(v) for k, v in inner.saturated.items()}
+        outer.grad_h_sq = back(inner.grad_h_sq)
+        outer.grad_c_sq = back(inner.grad_c_sq)
+        outer.filled_backward = inner.filled_backward
+
+    outer.pending.append(assemble)
+
+
+__all__ = ["ENGINES", "GATES", "StepTaps", "resolve", "run", "reverse_index", "fused_module"]
