@@ -207,7 +207,7 @@ def test_gradients_match_loop_engine(cell, variant):
 # ----------------------------------------------------------------------------- per-step dL/dh_t
 
 def _unroll(cell: str, a: dict, lens):
-    """Step-by-step torch unroll (torch.nn cells / explicit GRU equations) keeping every state.
+    """Step-by-step torch unroll (explicit LSTM / GRU equations, torch.nn.RNNCell) keeping every state.
 
     Convention of lstmlab.engine.taps: ``h_t = m_t h_new + (1 - m_t) h_{t-1}``, ``out_t = m_t h_t``.
     """
@@ -216,9 +216,7 @@ def _unroll(cell: str, a: dict, lens):
     t = {k: torch.tensor(v, requires_grad=k != "rmask") for k, v in a.items()}
     rmask = t.get("rmask", torch.ones(hidden, dtype=torch.float64))
     steps = a["x"].shape[1]
-    if base == "lstm":
-        mod = torch.nn.LSTMCell(inp, hidden).double()
-    elif base == "rnn":
+    if base == "rnn":
         mod = torch.nn.RNNCell(inp, hidden, nonlinearity=act).double()
     else:
         mod = None
@@ -232,11 +230,15 @@ def _unroll(cell: str, a: dict, lens):
         m = torch.ones(a["x"].shape[0], 1, dtype=torch.float64) if lens is None else \
             torch.tensor((s < lens).astype(np.float64))[:, None]
         x_t = t["x"][:, s]
-        if base == "lstm":
-            h_new, c_new = mod(x_t, (h * rmask, c))
-            c = m * c_new + (1 - m) * c
+        if base == "lstm":  # h_new reads the carried c, so c.grad is the total dL/dc_t
+            pre = (torch.nn.functional.linear(x_t, t["weight_ih"], t["bias_ih"])
+                   + torch.nn.functional.linear(h * rmask, t["weight_hh"], t["bias_hh"]))
+            i, f, g, o = pre.chunk(4, -1)
+            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+            c = m * (f * c + i * g) + (1 - m) * c
             c.retain_grad()
             cs.append(c)
+            h_new = o * torch.tanh(c)
         elif base == "rnn":
             h_new = mod(x_t, h * rmask)
         else:

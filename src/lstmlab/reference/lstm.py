@@ -134,17 +134,19 @@ def lstm_step(x_t: np.ndarray, h_prev: np.ndarray, C_prev: np.ndarray, p: dict[s
     return h_t, C_t, cache
 
 
-def lstm_step_backward(dh_t: np.ndarray, dC_t: np.ndarray, s: dict[str, np.ndarray], p: dict[str, np.ndarray],
-                       grads: dict[str, np.ndarray], rmask: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Backprop one step: ``dL/dh_t, dL/dC_t`` -> ``(dL/dh_{t-1}, dL/dC_{t-1}, dL/dx_t)``.
+def lstm_step_backward(dh_t: np.ndarray, dC_next: np.ndarray, s: dict[str, np.ndarray],
+                       p: dict[str, np.ndarray], grads: dict[str, np.ndarray], rmask: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Backprop one step.
 
-    Parameter gradients (and ``rmask``'s) are accumulated into ``grads``.
+    ``dh_t`` is the total ``dL/dh_t``; ``dC_next`` the gradient reaching ``C_t`` from later steps.
+    Returns ``(dL/dh_{t-1}, dL/dC_{t-1}, dL/dx_t, dL/dC_t)`` (the last is the total, via ``h_t`` too);
+    parameter gradients (and ``rmask``'s) are accumulated into ``grads``.
     """
     tanh_C = np.tanh(s["C_t"])
     # 4.6  h_t = o_t * tanh(C_t)
     do_t = dh_t * tanh_C
-    dC = dC_t + dh_t * s["o_t"] * (1 - tanh_C ** 2)
+    dC = dC_next + dh_t * s["o_t"] * (1 - tanh_C ** 2)  # total dL/dC_t
     # 4.4  C_t = f_t * C_{t-1} + i_t * C~_t
     df_t = dC * s["C_prev"]
     di_t = dC * s["C_tilde"]
@@ -165,9 +167,9 @@ def lstm_step_backward(dh_t: np.ndarray, dC_t: np.ndarray, s: dict[str, np.ndarr
     hidden = dh_t.shape[-1]
     dh_rec, dx_t = dz[:, :hidden], dz[:, hidden:]  # z = [h_rec, x_t]
     if rmask is None:
-        return dh_rec, dC_prev, dx_t
+        return dh_rec, dC_prev, dx_t, dC
     grads["rmask"] += dh_rec * s["h_prev"]         # h_rec = h_{t-1} * rmask
-    return dh_rec * rmask, dC_prev, dx_t
+    return dh_rec * rmask, dC_prev, dx_t, dC
 
 
 # ----------------------------------------------------------------------------- a sequence
@@ -220,10 +222,11 @@ def lstm_backward(tape: Tape, d_out: np.ndarray | None = None, dh_n: np.ndarray 
     for t in reversed(range(steps)):
         m = mask[t]
         dh[t] = dh_t = dh_next + m * d_out[:, t]  # out_t = m_t * h_t
-        dc[t] = dC_t = dC_next
-        dh_prev, dC_prev, dx[:, t] = lstm_step_backward(m * dh_t, m * dC_t, tape.steps[t], p, g, rmask)
+        dh_prev, dC_prev, dx[:, t], dC_t = lstm_step_backward(m * dh_t, m * dC_next, tape.steps[t], p, g,
+                                                              rmask)
+        dc[t] = dC_t + (1 - m) * dC_next          # total dL/dC_t (a padded step only passes it on)
         dh_next = dh_prev + (1 - m) * dh_t        # h_t = m h_new + (1 - m) h_{t-1}
-        dC_next = dC_prev + (1 - m) * dC_t
+        dC_next = dC_prev + (1 - m) * dC_next     # C_t = m C_new + (1 - m) C_{t-1}
     w_ih, w_hh, b, _ = seed_to_torch(g, hidden)
     grads = dict(g, weight_ih=w_ih, weight_hh=w_hh, bias_ih=b, bias_hh=b.copy(), x=dx, h0=dh_next,
                  c0=dC_next, dh=dh, dc=dc)
