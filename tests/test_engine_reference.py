@@ -228,9 +228,6 @@ def test_gradient_taps_with_lengths_match_retain_grad_unroll(cell):
                                    rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.xfail(reason="loop engine hooks the carried state under a length mask, so its dL/dh_t misses "
-                          "the output gradient at t and its dL/dc_t the path through h_t (the taps "
-                          "contract includes both)", strict=False)
 @pytest.mark.parametrize("cell", CELLS)
 def test_gradient_taps_with_lengths_equal_loop_engine(cell):
     a, up = make(cell, seed=7, rmask=True)

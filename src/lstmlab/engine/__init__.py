@@ -73,12 +73,9 @@ def resolve(engine: str, *, cell: str, taps: bool, rmask: bool, layer_norm: bool
         if rmask:
             raise ValueError("engine='native' does not support recurrent_dropout; use 'fused' or 'auto'")
         return native
-    fused = fused_module()
-    if engine == "fused":
-        return fused if fused is not None else loop
-    # auto
-    if not taps and not rmask and native.supports(cell, activation, device):
+    if engine == "auto" and not taps and not rmask and native.supports(cell, activation, device):
         return native
+    fused = fused_module()
     return fused if fused is not None else loop
 
 

@@ -82,13 +82,13 @@ def lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None,
         pre = (layer_norm[0](xw[t]) + layer_norm[1](rec)) if layer_norm else xw[t] + rec
         i, f, g, o = pre.chunk(4, -1)
         i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-        c_new = f * c + i * g
-        h_new = o * torch.tanh(layer_norm[2](c_new) if layer_norm else c_new)
         m = None if mask is None else mask[t]
-        c, h = _carry(m, c_new, c), _carry(m, h_new, h)
+        c = _carry(m, f * c + i * g, c)  # carried cell state: what h_t and step t+1 both read
+        h_new = o * torch.tanh(layer_norm[2](c) if layer_norm else c)
+        h = _carry(m, h_new, h)
         hs.append(h)
         cs.append(c)
-        outs.append(h_new if m is None else h_new * m)
+        outs.append(h if m is None else h * m)  # output read from the carried state h_t
         if taps is not None:
             for k, v in zip("ifgo", (i, f, g, o)):
                 acts[k].append(v.detach())
@@ -119,7 +119,7 @@ def gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None):
         m = None if mask is None else mask[t]
         h = _carry(m, h_new, h)
         hs.append(h)
-        outs.append(h_new if m is None else h_new * m)
+        outs.append(h if m is None else h * m)
         if taps is not None:
             for k, v in zip("rzn", (r, z, n)):
                 acts[k].append(v.detach())
@@ -145,7 +145,7 @@ def rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, activation="tan
         m = None if mask is None else mask[t]
         h = _carry(m, h_new, h)
         hs.append(h)
-        outs.append(h_new if m is None else h_new * m)
+        outs.append(h if m is None else h * m)
         if taps is not None:
             acts.append(h_new.detach())
     if taps is not None:

@@ -1,0 +1,527 @@
+"""``Sequential``: the seed's Keras-style model — compile, fit, evaluate, predict, save, load."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import losses as L
+from . import metrics as M
+from . import optim, saving
+from .callbacks import Callback, History
+from .layers import Dense, Layer, RNNLayer, deserialize, recurrent_layers, serialize
+from .validation import InputError, as_tensor, check_lengths, lengths_from_mask
+
+
+def _as_input(name: str, x) -> torch.Tensor:
+    t = as_tensor(name, x)
+    if t.numel() == 0:
+        raise InputError(f"{name}: expected a non-empty array, got shape {tuple(t.shape)}")
+    return t
+
+
+class Sequential(nn.Module):
+    """A stack of layers, called like any ``nn.Module`` and trained Keras-style.
+
+    ``model(x, lengths=None, mask=None)`` returns the last layer's output; ``lengths`` (B,) or a
+    right-padded ``mask`` (B, T) tell recurrent layers where each sequence ends.
+    """
+
+    def __init__(self, layers: list[Layer] | None = None, name: str = "sequential") -> None:
+        super().__init__()
+        self.name = name
+        self.layers = nn.ModuleList()
+        for layer in layers or []:
+            self.add(layer)
+        self.loss_name: str | None = None
+        self.metric_names: list[str] = []
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizer_spec: optim.Optimizer | None = None
+        self.clipnorm = self.clipvalue = self.global_clipnorm = None
+        self.stop_training = False
+        self.skip_step = False
+        self.global_step = 0
+        self.history: History | None = None
+        self._output_shapes: list[tuple] = []
+
+    # --- structure ---------------------------------------------------------------------------
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, nn.Module):
+            raise ValueError(f"layers: expected lstmlab layers or torch modules, got {type(layer).__name__}")
+        names = {getattr(m, "name", None) for m in self.layers}
+        if isinstance(layer, Layer) and layer.name in names:  # Keras-style unique names: lstm, lstm_1
+            base, k = layer.name, 1
+            while f"{base}_{k}" in names:
+                k += 1
+            layer.name = f"{base}_{k}"
+        self.layers.append(layer)
+
+    def forward(self, x, lengths=None, mask=None, logits: bool = False):
+        x = x if isinstance(x, torch.Tensor) else _as_input("x", x)
+        if lengths is None and mask is not None:
+            lengths = lengths_from_mask("mask", torch.as_tensor(mask))
+        if lengths is not None:
+            lengths = check_lengths("lengths", lengths, x.shape[0], x.shape[1])
+        self._output_shapes = []
+        n = len(self.layers)
+        for k, layer in enumerate(self.layers):
+            if isinstance(layer, (RNNLayer,)) or type(layer).__name__ == "Bidirectional":
+                if getattr(layer, "return_state", False):
+                    raise ValueError(f"layer {k} ({layer.name}): return_state=True cannot be used inside "
+                                     "Sequential; call the layer directly")
+                out = layer(x, lengths=lengths)
+            elif isinstance(layer, Dense):
+                out = layer(x, logits=logits and k == n - 1)
+            elif isinstance(layer, Layer):
+                out = layer(x)
+            else:
+                out = layer(x)
+            if isinstance(layer, Layer):
+                m = layer.compute_mask(x, None if lengths is None else self._mask(lengths, x))
+                if type(layer).__name__ in ("Embedding", "Masking") and m is not None:
+                    lengths = lengths_from_mask(f"{layer.name} mask", m)
+                elif m is None:
+                    lengths = None if out.dim() < 3 else lengths
+            x = out
+            self._output_shapes.append(tuple(out.shape))
+        self._last_lengths = lengths if x.dim() == 3 else None
+        return x
+
+    @staticmethod
+    def _mask(lengths: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return torch.arange(x.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+
+    def recurrent_layers(self) -> list[RNNLayer]:
+        return recurrent_layers(self)
+
+    def set_taps(self, on: bool = True) -> None:
+        """Record per-step gradient taps in every recurrent layer (read after backward)."""
+        for layer in self.recurrent_layers():
+            layer.record_taps = on
+
+    def regularization_loss(self) -> torch.Tensor | None:
+        terms = [t for layer in self.layers if isinstance(layer, Layer)
+                 for t in [layer.regularization_loss()] if t is not None]
+        return sum(terms) if terms else None
+
+    @property
+    def built(self) -> bool:
+        return all(getattr(layer, "built", True) for layer in self.layers)
+
+    def _device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def _dtype(self) -> torch.dtype:
+        for p in self.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.get_default_dtype()
+
+    def build(self, x, lengths=None) -> None:
+        """Create all weights by running one small batch."""
+        if self.built:
+            return
+        x = x if isinstance(x, torch.Tensor) else _as_input("x", x)
+        was = self.training
+        self.eval()
+        with torch.no_grad():
+            self(x[:2].to(self._device()), lengths=None if lengths is None else lengths[:2])
+        self.train(was)
+
+    # --- compile / fit ------------------------------------------------------------------------
+    def compile(self, loss: str = "mse", optimizer="adam", metrics=None, clipnorm: float | None = None,
+                clipvalue: float | None = None, global_clipnorm: float | None = None,
+                learning_rate: float | None = None, weight_decay: float | None = None) -> None:
+        """Choose loss, optimizer and metrics.  Gradient-clipping remedies for exploding gradients:
+        ``clipnorm`` (each parameter's gradient norm), ``clipvalue`` (each element) and
+        ``global_clipnorm`` (the norm over all gradients).  ``weight_decay`` is decoupled L2."""
+        self.loss_name = L.canonical(loss)
+        self.metric_names = M.check(metrics)
+        for arg, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+                raise ValueError(f"{arg}: expected a positive number or None, got {v!r}")
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        if isinstance(optimizer, torch.optim.Optimizer):
+            self.optimizer, self.optimizer_spec = optimizer, None
+        else:
+            extra = {} if weight_decay is None else {"weight_decay": weight_decay}
+            self.optimizer_spec = optim.get(optimizer, learning_rate, **extra)
+            if learning_rate is not None:
+                self.optimizer_spec.learning_rate = learning_rate
+            if weight_decay is not None:
+                self.optimizer_spec.options["weight_decay"] = weight_decay
+            self.optimizer = None
+            if self.built and any(True for _ in self.parameters()):
+                self.optimizer = self.optimizer_spec.build(self.parameters())
+
+    def compile_config(self) -> dict:
+        return {"loss": self.loss_name, "metrics": self.metric_names, "clipnorm": self.clipnorm,
+                "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm,
+                "optimizer": None if self.optimizer_spec is None else self.optimizer_spec.get_config()}
+
+    def _ensure_optimizer(self) -> None:
+        if self.loss_name is None:
+            raise RuntimeError("model: call compile(loss=..., optimizer=...) before fit/evaluate")
+        if self.optimizer is None:
+            self.optimizer = self.optimizer_spec.build(self.parameters())
+
+    def _logit_mode(self) -> bool:
+        last = self.layers[-1] if len(self.layers) else None
+        want = L.LOGIT_ACTIVATION.get(self.loss_name)
+        return isinstance(last, Dense) and want is not None and last.activation == want
+
+    def _check_xy(self, x, y, lengths, prefix: str = ""):
+        x = _as_input(prefix + "x", x)
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            bad = tuple((~torch.isfinite(x)).nonzero()[0].tolist())
+            raise InputError(f"{prefix}x: expected finite values, got NaN/Inf at index {bad}")
+        if x.dim() < 2:
+            raise InputError(f"{prefix}x: expected a 3-D (batch, time, features) array or 2-D token ids, "
+                             f"got shape {tuple(x.shape)}")
+        yt = None
+        if y is not None:
+            yt = _as_input(prefix + "y", y)
+            if yt.shape[0] != x.shape[0]:
+                raise InputError(f"{prefix}y: expected {x.shape[0]} rows to match {prefix}x, got {yt.shape[0]}")
+        if lengths is not None:
+            lengths = check_lengths(prefix + "lengths", lengths, x.shape[0], x.shape[1])
+        return x, yt, lengths
+
+    def _batches(self, n: int, batch_size: int, shuffle: bool, gen: torch.Generator | None):
+        order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+    def _step_mask(self, out: torch.Tensor) -> torch.Tensor | None:
+        lens = getattr(self, "_last_lengths", None)
+        if out.dim() == 3 and lens is not None:
+            return (torch.arange(out.shape[1]).unsqueeze(0) < lens.unsqueeze(1)).to(out.device)
+        return None
+
+    def _loss(self, xb, yb, lb, checked: bool = False):
+        logit_mode = self._logit_mode()
+        out = self(xb, lengths=lb, logits=logit_mode)
+        if not checked:
+            yb = L.prepare_target(self.loss_name, yb, tuple(out.shape))
+        mask = self._step_mask(out)
+        loss = L.compute(self.loss_name, out, yb, from_logits=logit_mode, step_mask=mask)
+        probs = None
+        if logit_mode:
+            probs = torch.softmax(out, -1) if self.layers[-1].activation == "softmax" else torch.sigmoid(out)
+        return loss, (probs if probs is not None else out), yb, mask
+
+    def clip_gradients(self) -> float:
+        """Apply the compiled clipping; returns the global gradient norm before clipping."""
+        params = [p for p in self.parameters() if p.grad is not None]
+        if not params:
+            return 0.0
+        total = float(torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params])))
+        if self.clipvalue is not None:
+            torch.nn.utils.clip_grad_value_(params, self.clipvalue)
+        if self.clipnorm is not None:
+            for p in params:
+                torch.nn.utils.clip_grad_norm_([p], self.clipnorm)
+        if self.global_clipnorm is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.global_clipnorm)
+        return total
+
+    def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
+            validation_data=None, shuffle: bool = True, callbacks: list[Callback] | None = None,
+            verbose: int = 1, lengths=None, tbptt: int | None = None, initial_epoch: int = 0,
+            seed: int | None = None) -> History:
+        """Train for ``epochs``.  ``tbptt=k`` truncates backpropagation through time to chunks
+        of ``k`` steps (states carried across chunks, gradients not) — a remedy for exploding
+        gradients and for sequences too long to unroll."""
+        for arg, v in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"{arg}: expected a positive integer, got {v!r}")
+        if not 0.0 <= validation_split < 1.0:
+            raise InputError(f"validation_split: expected a float in [0, 1), got {validation_split!r}")
+        if tbptt is not None and (isinstance(tbptt, bool) or not isinstance(tbptt, int) or tbptt < 1):
+            raise InputError(f"tbptt: expected a positive integer number of steps, got {tbptt!r}")
+        x, y, lengths = self._check_xy(x, y, lengths)
+        if validation_data is None and validation_split > 0:
+            n_val = int(round(x.shape[0] * validation_split))
+            if n_val < 1 or n_val >= x.shape[0]:
+                raise InputError(f"validation_split: {validation_split} of {x.shape[0]} samples leaves "
+                                 "no training or no validation data")
+            cut = x.shape[0] - n_val
+            validation_data = (x[cut:], y[cut:]) + ((lengths[cut:],) if lengths is not None else ())
+            x, y = x[:cut], y[:cut]
+            lengths = None if lengths is None else lengths[:cut]
+        val = None
+        if validation_data is not None:
+            vx, vy, *vl = validation_data
+            val = self._check_xy(vx, vy, vl[0] if vl else None, prefix="validation_data ")
+        device = self._device()
+        self.build(x, lengths)
+        device = self._device()
+        if x.is_floating_point() and x.dtype != self._dtype():
+            x = x.to(self._dtype())
+        self._ensure_optimizer()
+        # validate the targets once on a probe batch (clear errors before any training)
+        with torch.no_grad():
+            self.eval()
+            probe = self(x[:2].to(device), lengths=None if lengths is None else lengths[:2],
+                         logits=self._logit_mode())
+            self.train()
+            y = L.prepare_target(self.loss_name, y, (x.shape[0],) + tuple(probe.shape[1:]))
+        history = History()
+        self.history = history
+        cbs = [history] + list(callbacks or [])
+        for cb in cbs:
+            cb.set_model(self)
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.stop_training = False
+        for cb in cbs:
+            cb.on_train_begin({})
+        for epoch in range(initial_epoch, epochs):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch, {})
+            self.train()
+            t0 = time.time()
+            sums = {"loss": [0.0, 0.0]} | {m: [0.0, 0.0] for m in self.metric_names}
+            batches = self._batches(x.shape[0], batch_size, shuffle, gen)
+            for b, idx in enumerate(batches):
+                for cb in cbs:
+                    cb.on_batch_begin(b, {})
+                xb, yb = x[idx].to(device), y[idx].to(device)
+                lb = None if lengths is None else lengths[idx]
+                if tbptt is not None:
+                    loss_v, out, yb2, mask = self._tbptt_step(xb, yb, lb, tbptt, cbs)
+                else:
+                    loss_v, out, yb2, mask = self._train_step(xb, yb, lb, cbs)
+                n = float(xb.shape[0])
+                sums["loss"][0] += loss_v * n
+                sums["loss"][1] += n
+                for m in self.metric_names:
+                    s, c = M.batch_sums(m, self.loss_name, out.detach(), yb2, mask)
+                    sums[m][0] += s
+                    sums[m][1] += c
+                logs = {"loss": loss_v, "size": int(n)}
+                for cb in cbs:
+                    cb.on_batch_end(b, logs)
+                if verbose == 1:
+                    self._progress(epoch, epochs, b + 1, len(batches), sums, t0)
+                if self.stop_training:
+                    break
+            logs = {k: M.finish(k, *v) if k != "loss" else v[0] / max(v[1], 1) for k, v in sums.items()}
+            if val is not None:
+                vlogs = self.evaluate(val[0], val[1], batch_size=batch_size, lengths=val[2], verbose=0,
+                                      return_dict=True)
+                logs.update({f"val_{k}": v for k, v in vlogs.items()})
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if verbose:
+                msg = " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
+                end = "\n"
+                prefix = "\r" if verbose == 1 and sys.stdout.isatty() else ""
+                print(f"{prefix}Epoch {epoch + 1}/{epochs} - {time.time() - t0:.1f}s - {msg}", end=end,
+                      flush=True)
+            if self.stop_training:
+                break
+        for cb in cbs:
+            cb.on_train_end({})
+        return history
+
+    def _progress(self, epoch, epochs, b, nb, sums, t0) -> None:
+        if not sys.stdout.isatty():
+            return
+        width = 20
+        done = int(width * b / nb)
+        loss = sums["loss"][0] / max(sums["loss"][1], 1)
+        print(f"\rEpoch {epoch + 1}/{epochs} [{'=' * done}{'.' * (width - done)}] {b}/{nb} "
+              f"- {time.time() - t0:.1f}s - loss: {loss:.4g}", end="", flush=True)
+
+    def _backward_and_step(self, loss: torch.Tensor, cbs) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        total = loss
+        reg = self.regularization_loss()
+        if reg is not None:
+            total = total + reg
+        total.backward()
+        self.skip_step = False
+        logs = {"loss": float(loss.detach())}
+        for cb in cbs:
+            cb.on_backward_end(self.global_step, logs)
+        if not self.skip_step:
+            self.last_grad_norm = self.clip_gradients()
+            self.optimizer.step()
+        self.global_step += 1
+
+    def _train_step(self, xb, yb, lb, cbs):
+        loss, out, yb, mask = self._loss(xb, yb, lb, checked=True)
+        self._backward_and_step(loss, cbs)
+        return float(loss.detach()), out, yb, mask
+
+    def _tbptt_step(self, xb, yb, lb, k, cbs):
+        """Truncated BPTT over one batch: chunks of k steps, states carried but detached."""
+        if lb is not None:
+            raise InputError("tbptt: variable-length sequences (lengths/mask) are not supported with "
+                             "truncated BPTT; pad to equal length or leave tbptt unset")
+        rec = self.recurrent_layers()
+        saved = [(r.stateful, r._states) for r in rec]
+        per_step = yb.dim() >= 2 and yb.shape[1] == xb.shape[1] and self.layers[-1] is not None \
+            and any(getattr(r, "return_sequences", False) for r in rec[-1:])
+        try:
+            for r in rec:
+                r.stateful, r._states = True, None
+            steps = xb.shape[1]
+            outs, loss_sum, weight = [], 0.0, 0
+            for start in range(0, steps, k):
+                xc = xb[:, start:start + k]
+                last = start + k >= steps
+                if per_step:
+                    loss, out, yc, _ = self._loss(xc, yb[:, start:start + k], None, checked=True)
+                    self._backward_and_step(loss, cbs)
+                    outs.append(out.detach())
+                    loss_sum += float(loss.detach()) * xc.shape[1]
+                    weight += xc.shape[1]
+                elif last:
+                    loss, out, yc, _ = self._loss(xc, yb, None, checked=True)
+                    self._backward_and_step(loss, cbs)
+                    outs.append(out.detach())
+                    loss_sum, weight = float(loss.detach()), 1
+                else:
+                    with torch.no_grad():
+                        self(xc)
+            out = torch.cat(outs, 1) if per_step else outs[-1]
+            return loss_sum / weight, out, yb, None
+        finally:
+            for r, (st, states) in zip(rec, saved):
+                r.stateful, r._states = st, states
+
+    # --- evaluate / predict -------------------------------------------------------------------
+    def evaluate(self, x, y, batch_size: int = 32, lengths=None, verbose: int = 0, return_dict: bool = False):
+        """Loss and metrics on ``(x, y)`` without updating anything."""
+        x, y, lengths = self._check_xy(x, y, lengths)
+        if self.loss_name is None:
+            raise RuntimeError("model: call compile(loss=..., optimizer=...) before evaluate")
+        self.build(x, lengths)
+        device = self._device()
+        if x.is_floating_point() and x.dtype != self._dtype():
+            x = x.to(self._dtype())
+        was = self.training
+        self.eval()
+        sums = {"loss": [0.0, 0.0]} | {m: [0.0, 0.0] for m in self.metric_names}
+        with torch.no_grad():
+            for i in range(0, x.shape[0], batch_size):
+                xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+                lb = None if lengths is None else lengths[i:i + batch_size]
+                loss, out, yb, mask = self._loss(xb, yb, lb)
+                n = float(xb.shape[0])
+                sums["loss"][0] += float(loss) * n
+                sums["loss"][1] += n
+                for m in self.metric_names:
+                    s, c = M.batch_sums(m, self.loss_name, out, yb, mask)
+                    sums[m][0] += s
+                    sums[m][1] += c
+        self.train(was)
+        res = {k: (v[0] / max(v[1], 1) if k == "loss" else M.finish(k, *v)) for k, v in sums.items()}
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4g}" for k, v in res.items()))
+        if return_dict:
+            return res
+        return res["loss"] if not self.metric_names else [res["loss"]] + [res[m] for m in self.metric_names]
+
+    def predict(self, x, batch_size: int = 32, lengths=None) -> np.ndarray:
+        """Model outputs (probabilities for softmax/sigmoid heads) as a NumPy array."""
+        x, _, lengths = self._check_xy(x, None, lengths)
+        self.build(x, lengths)
+        device = self._device()
+        if x.is_floating_point() and x.dtype != self._dtype():
+            x = x.to(self._dtype())
+        was = self.training
+        self.eval()
+        outs = []
+        with torch.no_grad():
+            for i in range(0, x.shape[0], batch_size):
+                lb = None if lengths is None else lengths[i:i + batch_size]
+                outs.append(self(x[i:i + batch_size].to(device), lengths=lb).cpu())
+        self.train(was)
+        return torch.cat(outs).numpy()
+
+    # --- inspection / persistence -------------------------------------------------------------
+    def count_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def summary(self, print_fn=print) -> str:
+        """A table of layers, output shapes and parameter counts (as Keras prints it)."""
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for k, layer in enumerate(self.layers):
+            shape = self._output_shapes[k] if k < len(self._output_shapes) else "?"
+            if isinstance(shape, tuple):
+                shape = str((None,) + shape[1:])
+            built = getattr(layer, "built", True)
+            n = sum(p.numel() for p in layer.parameters()) if built else "? (unbuilt)"
+            rows.append((f"{layer.name} ({type(layer).__name__})", str(shape), str(n)))
+        w = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        line = "=" * sum(w)
+        out = [f'Model: "{self.name}"', line] + [
+            "".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows[:1]] + [line] + [
+            "".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows[1:]] + [line]
+        if self.built:
+            trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+            out += [f"Total params: {self.count_params():,}", f"Trainable params: {trainable:,}"]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "layers": [serialize(layer) for layer in self.layers],
+                "dtype": str(self._dtype()).replace("torch.", "")}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Sequential:
+        model = cls([deserialize(spec) for spec in config["layers"]], name=config.get("name", "sequential"))
+        dtype = getattr(torch, config.get("dtype", "float32"))
+        model.to(dtype)
+        return model
+
+    def save(self, path, include_optimizer: bool = True) -> None:
+        """Write architecture, weights and optimizer state to one safetensors file (atomic)."""
+        if not self.built:
+            raise RuntimeError("model.save: the model has no weights yet; call it on data (or fit) first")
+        saving.save(self, path, include_optimizer)
+
+    def get_state(self) -> dict:
+        """In-memory snapshot of weights and optimizer state (used to roll back a bad step)."""
+        import copy
+
+        return {"model": copy.deepcopy(self.state_dict()),
+                "optimizer": None if self.optimizer is None else copy.deepcopy(self.optimizer.state_dict())}
+
+    def set_state(self, state: dict) -> None:
+        self.load_state_dict(state["model"])
+        if state.get("optimizer") is not None and self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def load_model(path, compile: bool = True) -> Sequential:
+    """Rebuild a model saved with ``model.save`` (architecture, weights, optimizer state)."""
+    tensors, meta = saving.read(path)
+    try:
+        config = json.loads(meta["config"])
+        model = Sequential.from_config(config)
+        state = saving.model_state(tensors)
+        model.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
+        raise saving.ModelFileError(f"model file {str(path)!r}: the stored architecture does not match "
+                                    f"its weights ({exc})") from None
+    comp = json.loads(meta.get("compile", "{}"))
+    if compile and comp.get("loss"):
+        model.compile(loss=comp["loss"], optimizer=optim.get(comp["optimizer"]) if comp.get("optimizer")
+                      else "adam", metrics=comp.get("metrics"), clipnorm=comp.get("clipnorm"),
+                      clipvalue=comp.get("clipvalue"), global_clipnorm=comp.get("global_clipnorm"))
+        opt_state = saving.optimizer_state(tensors, meta)
+        if opt_state is not None:
+            model._ensure_optimizer()
+            model.optimizer.load_state_dict(opt_state)
+    return model
