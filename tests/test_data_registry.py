@@ -76,3 +76,25 @@ def test_sequence_data_helpers():
         SequenceData(np.zeros((3, 4)), np.zeros(2))
     splits = DataSplits(d, d.subset(slice(0, 0)), d, {"kind": "classification"})
     assert "train: x (3, 4, 2)" in splits.summary()
+
+
+@pytest.mark.parametrize("name,opts", [("airline", {}), ("japanese-vowels", {}),
+                                       ("text-file", {"path": "tests/fixtures/tiny.txt", "seq_len": 16})])
+def test_meta_dict_is_json(name, opts):
+    from pathlib import Path
+
+    if "path" in opts:
+        opts = {**opts, "path": Path(__file__).parent / "fixtures" / "tiny.txt"}
+    s = load(name, **opts)
+    d = json.loads(json.dumps(s.meta_dict()))
+    if d.get("scaler"):
+        assert d["scaler"]["method"] == "standard"
+    if name == "text-file":
+        assert d["vocab"]["char_level"] is True and d["vocab"]["tokens"][:2] == ["<pad>", "<unk>"]
+
+
+def test_bad_seed():
+    with pytest.raises(DataError, match="seed"):
+        load("digits", seed="x")
+    with pytest.raises(DataError, match="seed"):
+        load("adding", seed=-1)

@@ -148,6 +148,10 @@ class DataSplits:
     def __iter__(self):
         return iter((self.train, self.val, self.test))
 
+    def meta_dict(self) -> dict[str, Any]:
+        """``meta`` made JSON-friendly (scalers as dicts, vocab as a token list, arrays as lists)."""
+        return jsonable(self.meta)
+
     def summary(self) -> str:
         """One line per split with shapes, for logs and the CLI."""
         lines = [f"{self.meta.get('name', 'data')}: {self.meta.get('kind', '?')}"]
@@ -157,6 +161,32 @@ class DataSplits:
             lines.append(f"  {name}: x {tuple(part.x.shape)} {part.x.dtype}, y {tuple(part.y.shape)} "
                          f"{part.y.dtype}{extra}")
         return "\n".join(lines)
+
+
+def jsonable(value: Any) -> Any:
+    """Recursively convert meta values (Scaler, Vocab, numpy) to JSON types."""
+    if isinstance(value, Scaler):
+        return value.to_dict()
+    if isinstance(value, Vocab):
+        return {"tokens": list(value), "char_level": value.char_level}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def check_seed(seed: Any) -> int:
+    """A non-negative integer seed, else DataError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"option 'seed': expected a non-negative integer, got {seed!r}")
+    return int(seed)
 
 
 # ----------------------------------------------------------------------------- scaling
@@ -326,7 +356,7 @@ def check_fractions(val_fraction: float, test_fraction: float) -> tuple[float, f
 
 def random_split(n: int, val_fraction: float, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
     """Seeded shuffle, then ``(train, val, test)`` index arrays."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     perm = rng.permutation(n)
     n_test = int(round(n * test_fraction))
     n_val = int(round(n * val_fraction))
@@ -339,7 +369,7 @@ def random_split(n: int, val_fraction: float, test_fraction: float, seed: int) -
 def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float,
                      seed: int) -> tuple[np.ndarray, ...]:
     """Per-class seeded split keeping class proportions; a class with one member stays in train."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     labels = np.asarray(labels)
     parts: list[list[np.ndarray]] = [[], [], []]
     for cls in np.unique(labels):
