@@ -75,9 +75,9 @@ class Table:
             raise DataError(f"no column {name!r} (option {option!r}); the header has {cols}"
                             + suggest(str(name), self.header), path=self.path, row=1) from None
 
-    def name(self, column: str | int) -> str:
-        """Header name of a column given by name or position."""
-        return self.header[self.index(column)]
+    def name(self, column: str | int, option: str = "column") -> str:
+        """Header name of a column given by name or position (``option`` names it in errors)."""
+        return self.header[self.index(column, option)]
 
     def column(self, name: str | int) -> list[str]:
         """Raw string cells of one column."""

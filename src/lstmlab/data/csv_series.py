@@ -60,15 +60,15 @@ def series_from_table(
         raise DataError(f"option 'missing': expected one of {', '.join(MISSING_CHOICES)}, got {missing!r}"
                         + suggest(str(missing), MISSING_CHOICES))
     tcol = _auto_time_column(table) if time_column == "auto" else (
-        None if time_column is None else table.name(time_column))
+        None if time_column is None else table.name(time_column, "time_column"))
     others = [h for h in table.header if h != tcol]
-    targets = [table.name(t) for t in _as_list(target)] or ([others[-1]] if others else [])
+    targets = [table.name(t, "target") for t in _as_list(target)] or ([others[-1]] if others else [])
     if not targets:
         raise DataError("no value column besides the time column", path=table.path, row=1)
     if tcol in targets:
         raise DataError(f"option 'target': {tcol!r} is the time column; choose a value column",
                         path=table.path)
-    feats = [table.name(f) for f in _as_list(features)] if features is not None else list(others)
+    feats = [table.name(f, "features") for f in _as_list(features)] if features is not None else list(others)
     if autoregressive:
         feats += [t for t in targets if t not in feats]
     if not feats:
