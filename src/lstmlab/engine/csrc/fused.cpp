@@ -1,0 +1,1107 @@
+// lstmlab fused engine: LSTM / GRU / SimpleRNN forward and hand-derived BPTT backward.
+//
+// Layout (everything batch-major, matching x (B, T, I) and out (B, T, H)):
+//   xw    (B*T, G)  input projection of all steps, ONE matrix product, biases folded in
+//   A     (B, T, G) saved gate activations (LSTM i,f,g,o; GRU r,z,n, W_hn h + b_hn)
+//   C     (B, T, H) LSTM cell states (carried through padded steps)
+//   S     (B, T, H) hidden states (carried); aliases `out` when there are no padded steps
+//   dG    (B, T, G) pre-activation gradients of all steps -> dW_ih, dW_hh, db, dx are a few
+//                   big matrix products after the time loop.
+// Per step: one GEMM (h_{t-1} @ W_hh^T forward, dG_t @ W_hh backward) straight into BLAS
+// (Fortran sgemm_/dgemm_ exported by libtorch, else at::mm_out), then a fused elementwise
+// loop over the batch rows (AVX2 when compiled with it) that also computes the taps.
+//
+// A second, device-generic route (per-step at:: ops) implements the same contract for CUDA
+// tensors; it can be forced on the CPU (`generic=True`) so that it is tested everywhere.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <vector>
+
+#include "simd.h"
+
+using at::Tensor;
+
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
+            const int*, const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
+            const int*, const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+}
+
+namespace lstmlab {
+namespace {
+
+int64_t g_par_threshold = 16384;  // B * gate-width per step from which batch rows run in parallel
+int g_blas_mode = -1;             // -1 unchecked, 0 at::mm_out, 1 Fortran BLAS from libtorch
+
+template <typename T>
+struct Blas;
+template <>
+struct Blas<float> {
+  static bool avail() { return sgemm_ != nullptr; }
+  static void gemm(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* al,
+                   const float* a, const int* lda, const float* b, const int* ldb, const float* be, float* c,
+                   const int* ldc) {
+    sgemm_(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
+  }
+};
+template <>
+struct Blas<double> {
+  static bool avail() { return dgemm_ != nullptr; }
+  static void gemm(const char* ta, const char* tb, const int* m, const int* n, const int* k, const double* al,
+                   const double* a, const int* lda, const double* b, const int* ldb, const double* be,
+                   double* c, const int* ldc) {
+    dgemm_(ta, tb, m, n, k, al, a, lda, b, ldb, be, c, ldc);
+  }
+};
+
+// Column-major C(m x n) = op(A) op(B) via the Fortran symbol; returns false when unusable.
+template <typename T>
+bool fgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+           int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (g_blas_mode != 1 || !Blas<T>::avail()) return false;
+  for (int64_t v : {m, n, k, lda, ldb, ldc})
+    if (v > INT_MAX) return false;
+  const int mi = int(m), ni = int(n), ki = int(k), la = int(lda), lb = int(ldb), lc = int(ldc);
+  const T one = T(1);
+  Blas<T>::gemm(&ta, &tb, &mi, &ni, &ki, &one, a, &la, b, &lb, &beta, c, &lc);
+  return true;
+}
+
+template <typename T>
+bool blas_selfcheck() {
+  if (!Blas<T>::avail()) return false;
+  // row-major (2x3) = (2x2)(2x3): C = A @ B
+  const T A[4] = {1, 2, 3, 4};
+  const T Bm[6] = {1, -1, 2, 0.5, 3, -2};
+  T C[6] = {0, 0, 0, 0, 0, 0};
+  const char n = 'N';
+  const int m2 = 3, n2 = 2, k2 = 2, la = 3, lb = 2, lc = 3;
+  const T one = 1, zero = 0;
+  Blas<T>::gemm(&n, &n, &m2, &n2, &k2, &one, Bm, &la, A, &lb, &zero, C, &lc);
+  const T want[6] = {2, 5, -2, 5, 9, -2};
+  for (int i = 0; i < 6; ++i)
+    if (C[i] != want[i]) return false;
+  return true;
+}
+
+void ensure_blas() {
+  if (g_blas_mode == -1) g_blas_mode = (blas_selfcheck<float>() && blas_selfcheck<double>()) ? 1 : 0;
+}
+
+template <typename T>
+at::TensorOptions opts_of() {
+  return at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+}
+
+// Row-major C[M,N] = A[M,K] @ B[N,K]^T  (+ beta C), leading dimensions given.
+template <typename T>
+void mm_nt(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C,
+           int64_t ldc) {
+  if (fgemm<T>('T', 'N', N, M, K, B, ldb, A, lda, beta, C, ldc)) return;
+  auto o = opts_of<T>();
+  Tensor a = at::from_blob(const_cast<T*>(A), {M, K}, {lda, 1}, o);
+  Tensor b = at::from_blob(const_cast<T*>(B), {N, K}, {ldb, 1}, o);
+  Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, o);
+  if (beta == T(0)) {
+    c.copy_(at::mm(a, b.t()));
+  } else {
+    c.addmm_(a, b.t(), beta, 1);
+  }
+}
+
+// Row-major C[M,N] = A[M,K] @ B[K,N].
+template <typename T>
+void mm_nn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+           int64_t ldc) {
+  if (fgemm<T>('N', 'N', N, M, K, B, ldb, A, lda, T(0), C, ldc)) return;
+  auto o = opts_of<T>();
+  Tensor a = at::from_blob(const_cast<T*>(A), {M, K}, {lda, 1}, o);
+  Tensor b = at::from_blob(const_cast<T*>(B), {K, N}, {ldb, 1}, o);
+  Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, o);
+  c.copy_(at::mm(a, b));
+}
+
+template <typename F>
+inline void over_rows(int64_t B, int64_t width, const F& f) {
+  if (B > 1 && B * width >= g_par_threshold && at::get_num_threads() > 1) {
+    at::parallel_for(0, B, 1, f);
+  } else {
+    f(0, B);
+  }
+}
+
+struct Shape {
+  int64_t B, T, I, H, G;
+  std::vector<int64_t> len;  // per example, T when no lengths
+  bool has_len;               // some sequence is shorter than T
+  Tensor mask;                // (B, T) bool on x's device, generic route only
+};
+
+Shape make_shape(const Tensor& x, const Tensor& w_hh, int64_t gates, const std::optional<Tensor>& lengths) {
+  TORCH_CHECK(x.dim() == 3, "fused: x must be (B, T, I)");
+  Shape s;
+  s.B = x.size(0);
+  s.T = x.size(1);
+  s.I = x.size(2);
+  s.G = w_hh.size(0);
+  s.H = s.G / gates;
+  TORCH_CHECK(s.T >= 1 && s.B >= 1, "fused: empty batch or sequence");
+  TORCH_CHECK(w_hh.size(1) == s.H && s.H * gates == s.G, "fused: w_hh has the wrong shape");
+  s.len.assign(s.B, s.T);
+  s.has_len = false;
+  if (lengths.has_value() && lengths->defined()) {
+    Tensor l = lengths->to(at::kCPU, at::kLong).contiguous();
+    TORCH_CHECK(l.numel() == s.B, "fused: lengths must be (B,)");
+    const int64_t* lp = l.data_ptr<int64_t>();
+    for (int64_t b = 0; b < s.B; ++b) {
+      TORCH_CHECK(lp[b] >= 1 && lp[b] <= s.T, "fused: lengths must lie in [1, T]");
+      s.len[b] = lp[b];
+      s.has_len |= lp[b] < s.T;
+    }
+    if (s.has_len) s.mask = (at::arange(s.T, l.options()).unsqueeze(0) < l.unsqueeze(1)).to(x.device());
+  }
+  return s;
+}
+
+Tensor opt(const std::optional<Tensor>& t) {
+  return (t.has_value() && t->defined()) ? t->contiguous() : Tensor();
+}
+Tensor none() { return at::empty({0}); }
+Tensor or_none(const Tensor& t) { return t.defined() ? t : none(); }
+
+// Previous states for dW_hh: row (b, t) holds (h_{t-1} * rmask), h_{-1} = h0.
+Tensor prev_states(const Tensor& h0, const Tensor& S, const Tensor& rmask, int64_t T) {
+  Tensor hp = T > 1 ? at::cat({h0.unsqueeze(1), S.narrow(1, 0, T - 1)}, 1) : h0.unsqueeze(1).contiguous();
+  if (rmask.defined()) hp.mul_(rmask.unsqueeze(1));
+  return hp;
+}
+
+// dx, dW_ih, dW_hh, db from the gradients of all steps: a few big matrix products.
+void lstm_like_tail(const Tensor& dG, const Tensor& x, const Tensor& h0, const Tensor& S, const Tensor& rmask,
+                    const Tensor& w_ih, const Shape& s, bool need_dx, Tensor& dx, Tensor& dw_ih, Tensor& dw_hh,
+                    Tensor& db) {
+  Tensor dGf = dG.view({s.B * s.T, s.G});
+  db = dGf.sum(0);
+  dw_ih = dGf.t().mm(x.reshape({s.B * s.T, s.I}));
+  dx = need_dx ? dGf.mm(w_ih).view({s.B, s.T, s.I}) : none();
+  dw_hh = dGf.t().mm(prev_states(h0, S, rmask, s.T).view({s.B * s.T, s.H}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU route
+// ---------------------------------------------------------------------------------------------
+
+// Where state row (b, t) lives: buffer base + b * bstride + t * tstride (tstride 0 = in place).
+template <typename T>
+struct Rows {
+  T* p;
+  int64_t bs, ts;
+  inline T* at(int64_t b, int64_t t) const { return p + b * bs + t * ts; }
+};
+
+template <typename T>
+std::vector<Tensor> lstm_fwd_cpu(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                                 const Tensor& w_hh, const Tensor& bias, const Tensor& rmask, const Shape& s,
+                                 bool save, bool taps) {
+  const int64_t B = s.B, T_ = s.T, I = s.I, H = s.H, G = s.G;
+  auto o = x.options();
+  Tensor xw = at::addmm(bias, x.reshape({B * T_, I}), w_ih.t());
+  Tensor out = at::empty({B, T_, H}, o);
+  Tensor Hs = s.has_len ? (save ? at::empty({B, T_, H}, o) : at::empty({B, H}, o)) : Tensor();
+  Tensor C = save ? at::empty({B, T_, H}, o) : at::empty({B, H}, o);
+  Tensor A = save ? at::empty({B, T_, G}, o) : Tensor();
+  Tensor scr = at::empty({B, G}, o);
+  Tensor hr = rmask.defined() ? (h0 * rmask).contiguous() : Tensor();
+  Tensor sat = taps ? at::zeros({4, T_, B}, o.dtype(at::kFloat)) : Tensor();
+
+  const T* xwp = xw.data_ptr<T>();
+  const T* h0p = h0.data_ptr<T>();
+  const T* c0p = c0.data_ptr<T>();
+  const T* whh = w_hh.data_ptr<T>();
+  const T* rmp = rmask.defined() ? rmask.data_ptr<T>() : nullptr;
+  T* outp = out.data_ptr<T>();
+  T* scrp = scr.data_ptr<T>();
+  T* hrp = hr.defined() ? hr.data_ptr<T>() : nullptr;
+  T* Ap = A.defined() ? A.data_ptr<T>() : nullptr;
+  float* satp = taps ? sat.data_ptr<float>() : nullptr;
+  const Rows<T> S = s.has_len ? Rows<T>{Hs.data_ptr<T>(), save ? T_ * H : H, save ? H : 0}
+                              : Rows<T>{outp, T_ * H, H};
+  const Rows<T> Cr{C.data_ptr<T>(), save ? T_ * H : H, save ? H : 0};
+  const bool sep_state = s.has_len;
+  const int64_t* len = s.len.data();
+
+  for (int64_t t = 0; t < T_; ++t) {
+    const T* hin = hrp ? hrp : (t == 0 ? h0p : S.at(0, t - 1));
+    const int64_t ldin = (hrp || t == 0) ? H : S.bs;
+    mm_nt<T>(B, G, H, hin, ldin, whh, H, T(0), scrp, G);
+    over_rows(B, G, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        T* cc = Cr.at(b, t);
+        const T* cp = t == 0 ? c0p + b * H : Cr.at(b, t - 1);
+        T* hc = S.at(b, t);
+        const T* hp = t == 0 ? h0p + b * H : S.at(b, t - 1);
+        T* orow = outp + (b * T_ + t) * H;
+        if (t >= len[b]) {  // padded: carry the state, zero output (hr keeps h_{t-1} * rmask)
+          if (cc != cp) std::memcpy(cc, cp, sizeof(T) * H);
+          if (hc != hp) std::memcpy(hc, hp, sizeof(T) * H);
+          std::memset(orow, 0, sizeof(T) * H);
+          continue;
+        }
+        const T* xr = xwp + (b * T_ + t) * G;
+        const T* sr = scrp + b * G;
+        T* ar = Ap ? Ap + (b * T_ + t) * G : nullptr;
+        T* hrr = hrp ? hrp + b * H : nullptr;
+        const T* rmr = rmp ? rmp + b * H : nullptr;
+        int ni = 0, nf = 0, ng = 0, no = 0;
+        for_lanes<T>(H, [&](auto tag, int64_t j) {
+          using V = decltype(tag);
+          V i = vsigmoid(V::load(xr + j) + V::load(sr + j));
+          V f = vsigmoid(V::load(xr + H + j) + V::load(sr + H + j));
+          V g = vtanh(V::load(xr + 2 * H + j) + V::load(sr + 2 * H + j));
+          V og = vsigmoid(V::load(xr + 3 * H + j) + V::load(sr + 3 * H + j));
+          V c = f * V::load(cp + j) + i * g;
+          V h = og * vtanh(c);
+          c.store(cc + j);
+          h.store(orow + j);
+          if (sep_state) h.store(hc + j);
+          if (hrr) (h * V::load(rmr + j)).store(hrr + j);
+          if (ar) {
+            i.store(ar + j);
+            f.store(ar + H + j);
+            g.store(ar + 2 * H + j);
+            og.store(ar + 3 * H + j);
+          }
+          if (satp) {
+            ni += vcount_sig(i);
+            nf += vcount_sig(f);
+            ng += vcount_tanh(g);
+            no += vcount_sig(og);
+          }
+        });
+        if (satp) {
+          satp[(0 * T_ + t) * B + b] = float(ni);
+          satp[(1 * T_ + t) * B + b] = float(nf);
+          satp[(2 * T_ + t) * B + b] = float(ng);
+          satp[(3 * T_ + t) * B + b] = float(no);
+        }
+      }
+    });
+  }
+  Tensor h_n = s.has_len ? (save ? Hs.select(1, T_ - 1).clone() : Hs) : out.select(1, T_ - 1).clone();
+  Tensor c_n = save ? C.select(1, T_ - 1).clone() : C;
+  return {out, h_n, c_n, or_none(A), save ? C : none(), (s.has_len && save) ? Hs : none(), or_none(sat)};
+}
+
+// Gradient w.r.t. the state h_t entering the elementwise step: carried part + rmask * (dG_{t+1} W_hh)
+// + output gradient (valid steps only).
+template <typename V, typename T>
+inline V grad_h(const T* ghr, const T* sr, const T* rmr, const T* dor, int64_t j) {
+  V gh = V::load(ghr + j) + (rmr ? V::load(rmr + j) * V::load(sr + j) : V::load(sr + j));
+  if (dor) gh = gh + V::load(dor + j);
+  return gh;
+}
+
+template <typename T>
+std::vector<Tensor> lstm_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Tensor& gcn, const Tensor& x,
+                                 const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+                                 const Tensor& rmask, const Tensor& A, const Tensor& C, const Tensor& S,
+                                 const Shape& s, bool need_dx, bool taps) {
+  const int64_t B = s.B, T_ = s.T, H = s.H, G = s.G;
+  auto o = x.options();
+  Tensor dG = at::empty({B, T_, G}, o);
+  Tensor ghb = ghn.defined() ? ghn.contiguous().clone() : at::zeros({B, H}, o);
+  Tensor gcb = gcn.defined() ? gcn.contiguous().clone() : at::zeros({B, H}, o);
+  Tensor scr = at::zeros({B, H}, o);
+  Tensor ghsq = taps ? at::zeros({T_, B}, o) : Tensor();
+  Tensor gcsq = taps ? at::zeros({T_, B}, o) : Tensor();
+
+  const T* doutp = gout.defined() ? gout.data_ptr<T>() : nullptr;
+  const T* Ap = A.data_ptr<T>();
+  const T* Cp = C.data_ptr<T>();
+  const T* c0p = c0.data_ptr<T>();
+  const T* whh = w_hh.data_ptr<T>();
+  const T* rmp = rmask.defined() ? rmask.data_ptr<T>() : nullptr;
+  T* dGp = dG.data_ptr<T>();
+  T* ghbp = ghb.data_ptr<T>();
+  T* gcbp = gcb.data_ptr<T>();
+  T* scrp = scr.data_ptr<T>();
+  T* ghsqp = taps ? ghsq.data_ptr<T>() : nullptr;
+  T* gcsqp = taps ? gcsq.data_ptr<T>() : nullptr;
+  const int64_t* len = s.len.data();
+
+  for (int64_t t = T_ - 1; t >= 0; --t) {
+    over_rows(B, G, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const bool valid = t < len[b];
+        T* ghr = ghbp + b * H;
+        T* gcr = gcbp + b * H;
+        const T* sr = scrp + b * H;
+        const T* rmr = rmp ? rmp + b * H : nullptr;
+        T* dg = dGp + (b * T_ + t) * G;
+        SqAcc<T> ah, ac;
+        if (!valid) {
+          for_lanes<T>(H, [&](auto tag, int64_t j) {
+            using V = decltype(tag);
+            V gh = grad_h<V>(ghr, sr, rmr, static_cast<const T*>(nullptr), j);
+            gh.store(ghr + j);
+            if (ghsqp) {
+              ah.add(gh);
+              ac.add(V::load(gcr + j));
+            }
+          });
+          std::memset(dg, 0, sizeof(T) * G);
+        } else {
+          const T* dor = doutp ? doutp + (b * T_ + t) * H : nullptr;
+          const T* a = Ap + (b * T_ + t) * G;
+          const T* cr = Cp + (b * T_ + t) * H;
+          const T* cp = t == 0 ? c0p + b * H : Cp + (b * T_ + t - 1) * H;
+          for_lanes<T>(H, [&](auto tag, int64_t j) {
+            using V = decltype(tag);
+            const V one = V::set(T(1));
+            V gh = grad_h<V>(ghr, sr, rmr, dor, j);
+            V i = V::load(a + j), f = V::load(a + H + j), g = V::load(a + 2 * H + j), og = V::load(a + 3 * H + j);
+            V tc = vtanh(V::load(cr + j));
+            V dc = V::load(gcr + j) + gh * og * (one - tc * tc);
+            (dc * g * i * (one - i)).store(dg + j);
+            (dc * V::load(cp + j) * f * (one - f)).store(dg + H + j);
+            (dc * i * (one - g * g)).store(dg + 2 * H + j);
+            (gh * tc * og * (one - og)).store(dg + 3 * H + j);
+            (dc * f).store(gcr + j);
+            V::zero().store(ghr + j);
+            if (ghsqp) {
+              ah.add(gh);
+              ac.add(dc);
+            }
+          });
+        }
+        if (ghsqp) {
+          ghsqp[t * B + b] = ah.total();
+          gcsqp[t * B + b] = ac.total();
+        }
+      }
+    });
+    mm_nn<T>(B, H, G, dGp + t * G, T_ * G, whh, H, scrp, H);
+  }
+  Tensor dh0 = rmask.defined() ? ghb + rmask * scr : ghb + scr;
+  Tensor dx, dw_ih, dw_hh, db;
+  lstm_like_tail(dG, x, h0, S, rmask, w_ih, s, need_dx, dx, dw_ih, dw_hh, db);
+  return {dx, dh0, gcb, dw_ih, dw_hh, db, or_none(ghsq), or_none(gcsq)};
+}
+
+template <typename T>
+std::vector<Tensor> gru_fwd_cpu(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                                const Tensor& bias, const Tensor& bhn, const Tensor& rmask, const Shape& s,
+                                bool save, bool taps) {
+  const int64_t B = s.B, T_ = s.T, I = s.I, H = s.H, G = s.G;
+  auto o = x.options();
+  Tensor xw = at::addmm(bias, x.reshape({B * T_, I}), w_ih.t());
+  Tensor out = at::empty({B, T_, H}, o);
+  Tensor Hs = s.has_len ? (save ? at::empty({B, T_, H}, o) : at::empty({B, H}, o)) : Tensor();
+  Tensor A = save ? at::empty({B, T_, 4 * H}, o) : Tensor();
+  Tensor scr = at::empty({B, G}, o);
+  Tensor hr = rmask.defined() ? (h0 * rmask).contiguous() : Tensor();
+  Tensor sat = taps ? at::zeros({3, T_, B}, o.dtype(at::kFloat)) : Tensor();
+
+  const T* xwp = xw.data_ptr<T>();
+  const T* h0p = h0.data_ptr<T>();
+  const T* whh = w_hh.data_ptr<T>();
+  const T* bhnp = bhn.data_ptr<T>();
+  const T* rmp = rmask.defined() ? rmask.data_ptr<T>() : nullptr;
+  T* outp = out.data_ptr<T>();
+  T* scrp = scr.data_ptr<T>();
+  T* hrp = hr.defined() ? hr.data_ptr<T>() : nullptr;
+  T* Ap = A.defined() ? A.data_ptr<T>() : nullptr;
+  float* satp = taps ? sat.data_ptr<float>() : nullptr;
+  const Rows<T> S = s.has_len ? Rows<T>{Hs.data_ptr<T>(), save ? T_ * H : H, save ? H : 0}
+                              : Rows<T>{outp, T_ * H, H};
+  const bool sep_state = s.has_len;
+  const int64_t* len = s.len.data();
+
+  for (int64_t t = 0; t < T_; ++t) {
+    const T* hin = hrp ? hrp : (t == 0 ? h0p : S.at(0, t - 1));
+    const int64_t ldin = (hrp || t == 0) ? H : S.bs;
+    mm_nt<T>(B, G, H, hin, ldin, whh, H, T(0), scrp, G);
+    over_rows(B, G, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        T* hc = S.at(b, t);
+        const T* hp = t == 0 ? h0p + b * H : S.at(b, t - 1);
+        T* orow = outp + (b * T_ + t) * H;
+        if (t >= len[b]) {
+          if (hc != hp) std::memcpy(hc, hp, sizeof(T) * H);
+          std::memset(orow, 0, sizeof(T) * H);
+          continue;
+        }
+        const T* xr = xwp + (b * T_ + t) * G;
+        const T* sr = scrp + b * G;
+        T* ar = Ap ? Ap + (b * T_ + t) * 4 * H : nullptr;
+        T* hrr = hrp ? hrp + b * H : nullptr;
+        const T* rmr = rmp ? rmp + b * H : nullptr;
+        int nr = 0, nz = 0, nn = 0;
+        for_lanes<T>(H, [&](auto tag, int64_t j) {
+          using V = decltype(tag);
+          const V one = V::set(T(1));
+          V r = vsigmoid(V::load(xr + j) + V::load(sr + j));
+          V z = vsigmoid(V::load(xr + H + j) + V::load(sr + H + j));
+          V hn = V::load(sr + 2 * H + j) + V::load(bhnp + j);
+          V n = vtanh(V::load(xr + 2 * H + j) + r * hn);
+          V h = (one - z) * n + z * V::load(hp + j);
+          h.store(orow + j);
+          if (sep_state) h.store(hc + j);
+          if (hrr) (h * V::load(rmr + j)).store(hrr + j);
+          if (ar) {
+            r.store(ar + j);
+            z.store(ar + H + j);
+            n.store(ar + 2 * H + j);
+            hn.store(ar + 3 * H + j);
+          }
+          if (satp) {
+            nr += vcount_sig(r);
+            nz += vcount_sig(z);
+            nn += vcount_tanh(n);
+          }
+        });
+        if (satp) {
+          satp[(0 * T_ + t) * B + b] = float(nr);
+          satp[(1 * T_ + t) * B + b] = float(nz);
+          satp[(2 * T_ + t) * B + b] = float(nn);
+        }
+      }
+    });
+  }
+  Tensor h_n = s.has_len ? (save ? Hs.select(1, T_ - 1).clone() : Hs) : out.select(1, T_ - 1).clone();
+  return {out, h_n, or_none(A), (s.has_len && save) ? Hs : none(), or_none(sat)};
+}
+
+void gru_tail(const Tensor& dR, const Tensor& dXn, const Tensor& x, const Tensor& h0, const Tensor& S,
+              const Tensor& rmask, const Tensor& w_ih, const Shape& s, bool need_dx, Tensor& dx, Tensor& dw_ih,
+              Tensor& dw_hh, Tensor& db_ih, Tensor& db_hh) {
+  const int64_t BT = s.B * s.T, H = s.H;
+  Tensor dRf = dR.view({BT, 3 * H});
+  Tensor dXf = dXn.view({BT, H});
+  Tensor dRrz = dRf.narrow(1, 0, 2 * H);
+  Tensor xf = x.reshape({BT, s.I});
+  db_hh = dRf.sum(0);
+  db_ih = at::cat({dRrz.sum(0), dXf.sum(0)});
+  dw_ih = at::cat({dRrz.t().mm(xf), dXf.t().mm(xf)});
+  dx = need_dx ? dXf.mm(w_ih.narrow(0, 2 * H, H)).addmm_(dRrz, w_ih.narrow(0, 0, 2 * H)).view({s.B, s.T, s.I})
+               : none();
+  dw_hh = dRf.t().mm(prev_states(h0, S, rmask, s.T).view({BT, H}));
+}
+
+template <typename T>
+std::vector<Tensor> gru_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Tensor& x, const Tensor& h0,
+                                const Tensor& w_ih, const Tensor& w_hh, const Tensor& rmask, const Tensor& A,
+                                const Tensor& S, const Shape& s, bool need_dx, bool taps) {
+  const int64_t B = s.B, T_ = s.T, H = s.H, G = s.G;
+  auto o = x.options();
+  Tensor dR = at::empty({B, T_, G}, o);
+  Tensor dXn = at::empty({B, T_, H}, o);
+  Tensor ghb = ghn.defined() ? ghn.contiguous().clone() : at::zeros({B, H}, o);
+  Tensor scr = at::zeros({B, H}, o);
+  Tensor ghsq = taps ? at::zeros({T_, B}, o) : Tensor();
+
+  const T* doutp = gout.defined() ? gout.data_ptr<T>() : nullptr;
+  const T* Ap = A.data_ptr<T>();
+  const T* Sp = S.data_ptr<T>();
+  const T* h0p = h0.data_ptr<T>();
+  const T* whh = w_hh.data_ptr<T>();
+  const T* rmp = rmask.defined() ? rmask.data_ptr<T>() : nullptr;
+  T* dRp = dR.data_ptr<T>();
+  T* dXp = dXn.data_ptr<T>();
+  T* ghbp = ghb.data_ptr<T>();
+  T* scrp = scr.data_ptr<T>();
+  T* ghsqp = taps ? ghsq.data_ptr<T>() : nullptr;
+  const int64_t* len = s.len.data();
+
+  for (int64_t t = T_ - 1; t >= 0; --t) {
+    over_rows(B, G, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const bool valid = t < len[b];
+        T* ghr = ghbp + b * H;
+        const T* sr = scrp + b * H;
+        const T* rmr = rmp ? rmp + b * H : nullptr;
+        T* dr = dRp + (b * T_ + t) * G;
+        T* dxn = dXp + (b * T_ + t) * H;
+        SqAcc<T> ah;
+        if (!valid) {
+          for_lanes<T>(H, [&](auto tag, int64_t j) {
+            using V = decltype(tag);
+            V gh = grad_h<V>(ghr, sr, rmr, static_cast<const T*>(nullptr), j);
+            gh.store(ghr + j);
+            if (ghsqp) ah.add(gh);
+          });
+          std::memset(dr, 0, sizeof(T) * G);
+          std::memset(dxn, 0, sizeof(T) * H);
+        } else {
+          const T* dor = doutp ? doutp + (b * T_ + t) * H : nullptr;
+          const T* a = Ap + (b * T_ + t) * 4 * H;
+          const T* hp = t == 0 ? h0p + b * H : Sp + (b * T_ + t - 1) * H;
+          for_lanes<T>(H, [&](auto tag, int64_t j) {
+            using V = decltype(tag);
+            const V one = V::set(T(1));
+            V gh = grad_h<V>(ghr, sr, rmr, dor, j);
+            V r = V::load(a + j), z = V::load(a + H + j), n = V::load(a + 2 * H + j), hn = V::load(a + 3 * H + j);
+            V dz = gh * (V::load(hp + j) - n);
+            V dnp = gh * (one - z) * (one - n * n);
+            (dnp * hn * r * (one - r)).store(dr + j);
+            (dz * z * (one - z)).store(dr + H + j);
+            (dnp * r).store(dr + 2 * H + j);
+            dnp.store(dxn + j);
+            (gh * z).store(ghr + j);
+            if (ghsqp) ah.add(gh);
+          });
+        }
+        if (ghsqp) ghsqp[t * B + b] = ah.total();
+      }
+    });
+    mm_nn<T>(B, H, G, dRp + t * G, T_ * G, whh, H, scrp, H);
+  }
+  Tensor dh0 = rmask.defined() ? ghb + rmask * scr : ghb + scr;
+  Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
+  gru_tail(dR, dXn, x, h0, S, rmask, w_ih, s, need_dx, dx, dw_ih, dw_hh, db_ih, db_hh);
+  return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh, or_none(ghsq)};
+}
+
+template <typename T>
+std::vector<Tensor> rnn_fwd_cpu(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                                const Tensor& bias, const Tensor& rmask, const Shape& s, bool relu, bool save,
+                                bool taps) {
+  const int64_t B = s.B, T_ = s.T, I = s.I, H = s.H;
+  auto o = x.options();
+  Tensor xw = at::addmm(bias, x.reshape({B * T_, I}), w_ih.t());
+  Tensor out = at::empty({B, T_, H}, o);
+  Tensor Hs = s.has_len ? (save ? at::empty({B, T_, H}, o) : at::empty({B, H}, o)) : Tensor();
+  Tensor scr = at::empty({B, H}, o);
+  Tensor hr = rmask.defined() ? (h0 * rmask).contiguous() : Tensor();
+  Tensor sat = taps ? at::zeros({1, T_, B}, o.dtype(at::kFloat)) : Tensor();
+
+  const T* xwp = xw.data_ptr<T>();
+  const T* h0p = h0.data_ptr<T>();
+  const T* whh = w_hh.data_ptr<T>();
+  const T* rmp = rmask.defined() ? rmask.data_ptr<T>() : nullptr;
+  T* outp = out.data_ptr<T>();
+  T* scrp = scr.data_ptr<T>();
+  T* hrp = hr.defined() ? hr.data_ptr<T>() : nullptr;
+  float* satp = taps ? sat.data_ptr<float>() : nullptr;
+  const Rows<T> S = s.has_len ? Rows<T>{Hs.data_ptr<T>(), save ? T_ * H : H, save ? H : 0}
+                              : Rows<T>{outp, T_ * H, H};
+  const bool sep_state = s.has_len;
+  const int64_t* len = s.len.data();
+
+  for (int64_t t = 0; t < T_; ++t) {
+    const T* hin = hrp ? hrp : (t == 0 ? h0p : S.at(0, t - 1));
+    const int64_t ldin = (hrp || t == 0) ? H : S.bs;
+    mm_nt<T>(B, H, H, hin, ldin, whh, H, T(0), scrp, H);
+    over_rows(B, H, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        T* hc = S.at(b, t);
+        const T* hp = t == 0 ? h0p + b * H : S.at(b, t - 1);
+        T* orow = outp + (b * T_ + t) * H;
+        if (t >= len[b]) {
+          if (hc != hp) std::memcpy(hc, hp, sizeof(T) * H);
+          std::memset(orow, 0, sizeof(T) * H);
+          continue;
+        }
+        const T* xr = xwp + (b * T_ + t) * H;
+        const T* sr = scrp + b * H;
+        T* hrr = hrp ? hrp + b * H : nullptr;
+        const T* rmr = rmp ? rmp + b * H : nullptr;
+        int nh = 0;
+        for_lanes<T>(H, [&](auto tag, int64_t j) {
+          using V = decltype(tag);
+          V pre = V::load(xr + j) + V::load(sr + j);
+          V h = relu ? vrelu(pre) : vtanh(pre);
+          h.store(orow + j);
+          if (sep_state) h.store(hc + j);
+          if (hrr) (h * V::load(rmr + j)).store(hrr + j);
+          if (satp) nh += relu ? vcount_zero(h) : vcount_tanh(h);
+        });
+        if (satp) satp[t * B + b] = float(nh);
+      }
+    });
+  }
+  Tensor h_n = s.has_len ? (save ? Hs.select(1, T_ - 1).clone() : Hs) : out.select(1, T_ - 1).clone();
+  return {out, h_n, (s.has_len && save) ? Hs : none(), or_none(sat)};
+}
+
+template <typename T>
+std::vector<Tensor> rnn_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Tensor& x, const Tensor& h0,
+                                const Tensor& w_ih, const Tensor& w_hh, const Tensor& rmask, const Tensor& out,
+                                const Tensor& S, const Shape& s, bool relu, bool need_dx, bool taps) {
+  const int64_t B = s.B, T_ = s.T, H = s.H;
+  auto o = x.options();
+  Tensor dG = at::empty({B, T_, H}, o);
+  Tensor ghb = ghn.defined() ? ghn.contiguous().clone() : at::zeros({B, H}, o);
+  Tensor scr = at::zeros({B, H}, o);
+  Tensor ghsq = taps ? at::zeros({T_, B}, o) : Tensor();
+
+  const T* doutp = gout.defined() ? gout.data_ptr<T>() : nullptr;
+  const T* outp = out.data_ptr<T>();
+  const T* whh = w_hh.data_ptr<T>();
+  const T* rmp = rmask.defined() ? rmask.data_ptr<T>() : nullptr;
+  T* dGp = dG.data_ptr<T>();
+  T* ghbp = ghb.data_ptr<T>();
+  T* scrp = scr.data_ptr<T>();
+  T* ghsqp = taps ? ghsq.data_ptr<T>() : nullptr;
+  const int64_t* len = s.len.data();
+
+  for (int64_t t = T_ - 1; t >= 0; --t) {
+    over_rows(B, H, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const bool valid = t < len[b];
+        T* ghr = ghbp + b * H;
+        const T* sr = scrp + b * H;
+        const T* rmr = rmp ? rmp + b * H : nullptr;
+        T* dg = dGp + (b * T_ + t) * H;
+        SqAcc<T> ah;
+        if (!valid) {
+          for_lanes<T>(H, [&](auto tag, int64_t j) {
+            using V = decltype(tag);
+            V gh = grad_h<V>(ghr, sr, rmr, static_cast<const T*>(nullptr), j);
+            gh.store(ghr + j);
+            if (ghsqp) ah.add(gh);
+          });
+          std::memset(dg, 0, sizeof(T) * H);
+        } else {
+          const T* dor = doutp ? doutp + (b * T_ + t) * H : nullptr;
+          const T* hrow = outp + (b * T_ + t) * H;  // valid step: output == new state
+          for_lanes<T>(H, [&](auto tag, int64_t j) {
+            using V = decltype(tag);
+            V gh = grad_h<V>(ghr, sr, rmr, dor, j);
+            V h = V::load(hrow + j);
+            V d = relu ? vpos_select(h, gh) : gh * (V::set(T(1)) - h * h);
+            d.store(dg + j);
+            V::zero().store(ghr + j);
+            if (ghsqp) ah.add(gh);
+          });
+        }
+        if (ghsqp) ghsqp[t * B + b] = ah.total();
+      }
+    });
+    mm_nn<T>(B, H, H, dGp + t * H, T_ * H, whh, H, scrp, H);
+  }
+  Tensor dh0 = rmask.defined() ? ghb + rmask * scr : ghb + scr;
+  Tensor dx, dw_ih, dw_hh, db;
+  lstm_like_tail(dG, x, h0, S, rmask, w_ih, s, need_dx, dx, dw_ih, dw_hh, db);
+  return {dx, dh0, dw_ih, dw_hh, db, or_none(ghsq)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device-generic route: per-step at:: ops (CUDA tensors; forced on the CPU in tests)
+// ---------------------------------------------------------------------------------------------
+
+Tensor sig_sat(const Tensor& v) { return ((v < kSigLow) | (v > kSigHigh)).sum(-1); }
+Tensor tanh_sat(const Tensor& v) { return (v.abs() > kTanhLimit).sum(-1); }
+
+// counts (B, T, k) -> masked float (k, T, B)
+Tensor finish_sat(const Tensor& counts, const Shape& s) {
+  Tensor c = counts.to(at::kFloat);
+  if (s.has_len) c = c * s.mask.unsqueeze(-1).to(at::kFloat);
+  return c.permute({2, 1, 0}).contiguous();
+}
+
+struct StepMask {
+  Tensor b, f;  // (B, 1) bool and float (x's dtype) masks of step t
+};
+StepMask step_mask(const Shape& s, int64_t t, const at::TensorOptions& o) {
+  if (!s.has_len) return {};
+  Tensor m = s.mask.select(1, t).unsqueeze(1);
+  return {m, m.to(o.dtype())};
+}
+
+std::vector<Tensor> lstm_fwd_generic(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                                     const Tensor& w_hh, const Tensor& bias, const Tensor& rmask, const Shape& s,
+                                     bool save, bool taps) {
+  const int64_t B = s.B, T_ = s.T, H = s.H, G = s.G;
+  auto o = x.options();
+  Tensor xw = at::addmm(bias, x.reshape({B * T_, s.I}), w_ih.t()).view({B, T_, G});
+  Tensor out = at::empty({B, T_, H}, o);
+  Tensor A = (save || taps) ? at::empty({B, T_, G}, o) : Tensor();
+  Tensor C = save ? at::empty({B, T_, H}, o) : Tensor();
+  Tensor Hs = (save && s.has_len) ? at::empty({B, T_, H}, o) : Tensor();
+  Tensor h = h0, c = c0, whh_t = w_hh.t();
+  for (int64_t t = 0; t < T_; ++t) {
+    Tensor gates = at::addmm(xw.select(1, t), rmask.defined() ? h * rmask : h, whh_t);
+    auto ch = gates.chunk(4, 1);
+    ch[0].sigmoid_();
+    ch[1].sigmoid_();
+    ch[2].tanh_();
+    ch[3].sigmoid_();
+    if (A.defined()) A.select(1, t).copy_(gates);
+    Tensor cn = ch[1] * c + ch[0] * ch[2];
+    Tensor hn = ch[3] * cn.tanh();
+    StepMask m = step_mask(s, t, o);
+    if (s.has_len) {
+      c = at::where(m.b, cn, c);
+      h = at::where(m.b, hn, h);
+      out.select(1, t).copy_(hn * m.f);
+    } else {
+      c = cn;
+      h = hn;
+      out.select(1, t).copy_(hn);
+    }
+    if (save) C.select(1, t).copy_(c);
+    if (Hs.defined()) Hs.select(1, t).copy_(h);
+  }
+  Tensor sat;
+  if (taps) {
+    Tensor Av = A.view({B, T_, 4, H});
+    Tensor cnt = sig_sat(Av);
+    cnt.select(2, 2).copy_(tanh_sat(Av.select(2, 2)));
+    sat = finish_sat(cnt, s);
+  }
+  return {out, h.contiguous(), c.contiguous(), save ? A : none(), or_none(C), or_none(Hs), or_none(sat)};
+}
+
+std::vector<Tensor> lstm_bwd_generic(const Tensor& gout, const Tensor& ghn, const Tensor& gcn, const Tensor& x,
+                                     const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+                                     const Tensor& rmask, const Tensor& A, const Tensor& C, const Tensor& S,
+                                     const Shape& s, bool need_dx, bool taps) {
+  const int64_t B = s.B, T_ = s.T, H = s.H, G = s.G;
+  auto o = x.options();
+  Tensor dG = at::empty({B, T_, G}, o);
+  Tensor ghb = ghn.defined() ? ghn : at::zeros({B, H}, o);
+  Tensor gcb = gcn.defined() ? gcn : at::zeros({B, H}, o);
+  Tensor scr = at::zeros({B, H}, o);
+  Tensor ghsq = taps ? at::zeros({T_, B}, o) : Tensor();
+  Tensor gcsq = taps ? at::zeros({T_, B}, o) : Tensor();
+  for (int64_t t = T_ - 1; t >= 0; --t) {
+    StepMask m = step_mask(s, t, o);
+    Tensor gh = ghb + (rmask.defined() ? rmask * scr : scr);
+    if (gout.defined()) gh = gh + (s.has_len ? gout.select(1, t) * m.f : gout.select(1, t));
+    auto a = A.select(1, t).chunk(4, 1);
+    const Tensor &i = a[0], &f = a[1], &g = a[2], &og = a[3];
+    Tensor cp = t == 0 ? c0 : C.select(1, t - 1);
+    Tensor tc = C.select(1, t).tanh();
+    Tensor dc = gcb + gh * og * (1 - tc * tc);
+    Tensor dpre = at::cat({dc * g * i * (1 - i), dc * cp * f * (1 - f), dc * i * (1 - g * g),
+                           gh * tc * og * (1 - og)}, 1);
+    Tensor gct;
+    if (s.has_len) {
+      dpre = at::where(m.b, dpre, at::zeros({}, o));
+      gct = at::where(m.b, dc, gcb);
+      gcb = at::where(m.b, dc * f, gcb);
+      ghb = at::where(m.b, at::zeros({}, o), gh);
+    } else {
+      gct = dc;
+      gcb = dc * f;
+      ghb = at::zeros_like(gh);
+    }
+    dG.select(1, t).copy_(dpre);
+    scr = dpre.mm(w_hh);
+    if (taps) {
+      ghsq.select(0, t).copy_((gh * gh).sum(1));
+      gcsq.select(0, t).copy_((gct * gct).sum(1));
+    }
+  }
+  Tensor dh0 = rmask.defined() ? ghb + rmask * scr : ghb + scr;
+  Tensor dx, dw_ih, dw_hh, db;
+  lstm_like_tail(dG, x, h0, S, rmask, w_ih, s, need_dx, dx, dw_ih, dw_hh, db);
+  return {dx, dh0, gcb.contiguous(), dw_ih, dw_hh, db, or_none(ghsq), or_none(gcsq)};
+}
+
+std::vector<Tensor> gru_fwd_generic(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                                    const Tensor& bias, const Tensor& bhn, const Tensor& rmask, const Shape& s,
+                                    bool save, bool taps) {
+  const int64_t B = s.B, T_ = s.T, H = s.H, G = s.G;
+  auto o = x.options();
+  Tensor xw = at::addmm(bias, x.reshape({B * T_, s.I}), w_ih.t()).view({B, T_, G});
+  Tensor out = at::empty({B, T_, H}, o);
+  Tensor A = (save || taps) ? at::empty({B, T_, 4 * H}, o) : Tensor();
+  Tensor Hs = (save && s.has_len) ? at::empty({B, T_, H}, o) : Tensor();
+  Tensor h = h0, whh_t = w_hh.t();
+  for (int64_t t = 0; t < T_; ++t) {
+    Tensor rec = (rmask.defined() ? h * rmask : h).mm(whh_t);
+    auto rc = rec.chunk(3, 1);
+    auto xc = xw.select(1, t).chunk(3, 1);
+    Tensor r = (xc[0] + rc[0]).sigmoid();
+    Tensor z = (xc[1] + rc[1]).sigmoid();
+    Tensor hn = rc[2] + bhn;
+    Tensor n = (xc[2] + r * hn).tanh();
+    Tensor hnew = (1 - z) * n + z * h;
+    if (A.defined()) A.select(1, t).copy_(at::cat({r, z, n, hn}, 1));
+    StepMask m = step_mask(s, t, o);
+    if (s.has_len) {
+      h = at::where(m.b, hnew, h);
+      out.select(1, t).copy_(hnew * m.f);
+    } else {
+      h = hnew;
+      out.select(1, t).copy_(hnew);
+    }
+    if (Hs.defined()) Hs.select(1, t).copy_(h);
+  }
+  Tensor sat;
+  if (taps) {
+    Tensor Av = A.view({B, T_, 4, H}).narrow(2, 0, 3);
+    Tensor cnt = sig_sat(Av);
+    cnt.select(2, 2).copy_(tanh_sat(Av.select(2, 2)));
+    sat = finish_sat(cnt, s);
+  }
+  return {out, h.contiguous(), save ? A : none(), or_none(Hs), or_none(sat)};
+}
+
+std::vector<Tensor> gru_bwd_generic(const Tensor& gout, const Tensor& ghn, const Tensor& x, const Tensor& h0,
+                                    const Tensor& w_ih, const Tensor& w_hh, const Tensor& rmask, const Tensor& A,
+                                    const Tensor& S, const Shape& s, bool need_dx, bool taps) {
+  const int64_t B = s.B, T_ = s.T, H = s.H, G = s.G;
+  auto o = x.options();
+  Tensor dR = at::empty({B, T_, G}, o);
+  Tensor dXn = at::empty({B, T_, H}, o);
+  Tensor ghb = ghn.defined() ? ghn : at::zeros({B, H}, o);
+  Tensor scr = at::zeros({B, H}, o);
+  Tensor ghsq = taps ? at::zeros({T_, B}, o) : Tensor();
+  for (int64_t t = T_ - 1; t >= 0; --t) {
+    StepMask m = step_mask(s, t, o);
+    Tensor gh = ghb + (rmask.defined() ? rmask * scr : scr);
+    if (gout.defined()) gh = gh + (s.has_len ? gout.select(1, t) * m.f : gout.select(1, t));
+    auto a = A.select(1, t).chunk(4, 1);
+    const Tensor &r = a[0], &z = a[1], &n = a[2], &hn = a[3];
+    Tensor hp = t == 0 ? h0 : S.select(1, t - 1);
+    Tensor dz = gh * (hp - n);
+    Tensor dnp = gh * (1 - z) * (1 - n * n);
+    Tensor dRt = at::cat({dnp * hn * r * (1 - r), dz * z * (1 - z), dnp * r}, 1);
+    if (s.has_len) {
+      dRt = at::where(m.b, dRt, at::zeros({}, o));
+      dnp = at::where(m.b, dnp, at::zeros({}, o));
+      ghb = at::where(m.b, gh * z, gh);
+    } else {
+      ghb = gh * z;
+    }
+    dR.select(1, t).copy_(dRt);
+    dXn.select(1, t).copy_(dnp);
+    scr = dRt.mm(w_hh);
+    if (taps) ghsq.select(0, t).copy_((gh * gh).sum(1));
+  }
+  Tensor dh0 = rmask.defined() ? ghb + rmask * scr : ghb + scr;
+  Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
+  gru_tail(dR, dXn, x, h0, S, rmask, w_ih, s, need_dx, dx, dw_ih, dw_hh, db_ih, db_hh);
+  return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh, or_none(ghsq)};
+}
+
+std::vector<Tensor> rnn_fwd_generic(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                                    const Tensor& bias, const Tensor& rmask, const Shape& s, bool relu, bool save,
+                                    bool taps) {
+  const int64_t B = s.B, T_ = s.T, H = s.H;
+  auto o = x.options();
+  Tensor xw = at::addmm(bias, x.reshape({B * T_, s.I}), w_ih.t()).view({B, T_, H});
+  Tensor out = at::empty({B, T_, H}, o);
+  Tensor Hs = (save && s.has_len) ? at::empty({B, T_, H}, o) : Tensor();
+  Tensor act = taps ? at::empty({B, T_, H}, o) : Tensor();
+  Tensor h = h0, whh_t = w_hh.t();
+  for (int64_t t = 0; t < T_; ++t) {
+    Tensor pre = at::addmm(xw.select(1, t), rmask.defined() ? h * rmask : h, whh_t);
+    Tensor hnew = relu ? pre.relu() : pre.tanh();
+    if (act.defined()) act.select(1, t).copy_(hnew);
+    StepMask m = step_mask(s, t, o);
+    if (s.has_len) {
+      h = at::where(m.b, hnew, h);
+      out.select(1, t).copy_(hnew * m.f);
+    } else {
+      h = hnew;
+      out.select(1, t).copy_(hnew);
+    }
+    if (Hs.defined()) Hs.select(1, t).copy_(h);
+  }
+  Tensor sat;
+  if (taps) sat = finish_sat((relu ? (act == 0).sum(-1) : tanh_sat(act)).unsqueeze(-1), s);
+  return {out, h.contiguous(), or_none(Hs), or_none(sat)};
+}
+
+std::vector<Tensor> rnn_bwd_generic(const Tensor& gout, const Tensor& ghn, const Tensor& x, const Tensor& h0,
+                                    const Tensor& w_ih, const Tensor& w_hh, const Tensor& rmask, const Tensor& out,
+                                    const Tensor& S, const Shape& s, bool relu, bool need_dx, bool taps) {
+  const int64_t B = s.B, T_ = s.T, H = s.H;
+  auto o = x.options();
+  Tensor dG = at::empty({B, T_, H}, o);
+  Tensor ghb = ghn.defined() ? ghn : at::zeros({B, H}, o);
+  Tensor scr = at::zeros({B, H}, o);
+  Tensor ghsq = taps ? at::zeros({T_, B}, o) : Tensor();
+  for (int64_t t = T_ - 1; t >= 0; --t) {
+    StepMask m = step_mask(s, t, o);
+    Tensor gh = ghb + (rmask.defined() ? rmask * scr : scr);
+    if (gout.defined()) gh = gh + (s.has_len ? gout.select(1, t) * m.f : gout.select(1, t));
+    Tensor h = out.select(1, t);
+    Tensor d = relu ? gh * (h > 0).to(o.dtype()) : gh * (1 - h * h);
+    if (s.has_len) {
+      d = at::where(m.b, d, at::zeros({}, o));
+      ghb = at::where(m.b, at::zeros({}, o), gh);
+    } else {
+      ghb = at::zeros_like(gh);
+    }
+    dG.select(1, t).copy_(d);
+    scr = d.mm(w_hh);
+    if (taps) ghsq.select(0, t).copy_((gh * gh).sum(1));
+  }
+  Tensor dh0 = rmask.defined() ? ghb + rmask * scr : ghb + scr;
+  Tensor dx, dw_ih, dw_hh, db;
+  lstm_like_tail(dG, x, h0, S, rmask, w_ih, s, need_dx, dx, dw_ih, dw_hh, db);
+  return {dx, dh0, dw_ih, dw_hh, db, or_none(ghsq)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operators
+// ---------------------------------------------------------------------------------------------
+
+bool use_cpu(const Tensor& x, bool generic) {
+  if (generic || !x.is_cpu()) return false;
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "fused: CPU route supports float32 and float64 only");
+  ensure_blas();
+  return true;
+}
+
+Tensor grad_or_undef(const std::optional<Tensor>& g) { return opt(g); }
+
+std::vector<Tensor> lstm_fwd(const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Tensor& w_ih_,
+                             const Tensor& w_hh_, const Tensor& b_ih, const Tensor& b_hh,
+                             const std::optional<Tensor>& lengths, const std::optional<Tensor>& rmask_, bool save,
+                             bool taps, bool generic) {
+  Tensor x = x_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
+  Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), rmask = opt(rmask_);
+  Shape s = make_shape(x, w_hh, 4, lengths);
+  Tensor bias = b_ih + b_hh;
+  if (use_cpu(x, generic)) {
+    std::vector<Tensor> r;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_fwd", [&] {
+      r = lstm_fwd_cpu<scalar_t>(x, h0, c0, w_ih, w_hh, bias, rmask, s, save, taps);
+    });
+    return r;
+  }
+  return lstm_fwd_generic(x, h0, c0, w_ih, w_hh, bias, rmask, s, save, taps);
+}
+
+std::vector<Tensor> lstm_bwd(const std::optional<Tensor>& gout, const std::optional<Tensor>& ghn,
+                             const std::optional<Tensor>& gcn, const Tensor& x_, const Tensor& h0, const Tensor& c0,
+                             const Tensor& w_ih, const Tensor& w_hh, const std::optional<Tensor>& lengths,
+                             const std::optional<Tensor>& rmask_, const Tensor& A, const Tensor& C, const Tensor& S,
+                             bool need_dx, bool taps, bool generic) {
+  Tensor x = x_.contiguous(), rmask = opt(rmask_);
+  Shape s = make_shape(x, w_hh, 4, lengths);
+  if (use_cpu(x, generic)) {
+    std::vector<Tensor> r;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_bwd", [&] {
+      r = lstm_bwd_cpu<scalar_t>(opt(gout), opt(ghn), opt(gcn), x, h0, c0, w_ih, w_hh, rmask, A, C, S, s,
+                                 need_dx, taps);
+    });
+    return r;
+  }
+  return lstm_bwd_generic(opt(gout), opt(ghn), opt(gcn), x, h0, c0, w_ih, w_hh, rmask, A, C, S, s, need_dx, taps);
+}
+
+std::vector<Tensor> gru_fwd(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const Tensor& w_hh_,
+                            const Tensor& b_ih, const Tensor& b_hh, const std::optional<Tensor>& lengths,
+                            const std::optional<Tensor>& rmask_, bool save, bool taps, bool generic) {
+  Tensor x = x_.contiguous(), h0 = h0_.contiguous();
+  Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), rmask = opt(rmask_);
+  Shape s = make_shape(x, w_hh, 3, lengths);
+  const int64_t H = s.H;
+  Tensor bias = b_ih.clone();
+  bias.narrow(0, 0, 2 * H).add_(b_hh.narrow(0, 0, 2 * H));
+  Tensor bhn = b_hh.narrow(0, 2 * H, H).contiguous();
+  if (use_cpu(x, generic)) {
+    std::vector<Tensor> r;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_fwd", [&] {
+      r = gru_fwd_cpu<scalar_t>(x, h0, w_ih, w_hh, bias, bhn, rmask, s, save, taps);
+    });
+    return r;
+  }
+  return gru_fwd_generic(x, h0, w_ih, w_hh, bias, bhn, rmask, s, save, taps);
+}
+
+std::vector<Tensor> gru_bwd(const std::optional<Tensor>& gout, const std::optional<Tensor>& ghn, const Tensor& x_,
+                            const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                            const std::optional<Tensor>& lengths, const std::optional<Tensor>& rmask_,
+                            const Tensor& A, const Tensor& S, bool need_dx, bool taps, bool generic) {
+  Tensor x = x_.contiguous(), rmask = opt(rmask_);
+  Shape s = make_shape(x, w_hh, 3, lengths);
+  if (use_cpu(x, generic)) {
+    std::vector<Tensor> r;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_bwd", [&] {
+      r = gru_bwd_cpu<scalar_t>(opt(gout), opt(ghn), x, h0, w_ih, w_hh, rmask, A, S, s, need_dx, taps);
+    });
+    return r;
+  }
+  return gru_bwd_generic(opt(gout), opt(ghn), x, h0, w_ih, w_hh, rmask, A, S, s, need_dx, taps);
+}
+
+std::vector<Tensor> rnn_fwd(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const Tensor& w_hh_,
+                            const Tensor& b_ih, const Tensor& b_hh, const std::optional<Tensor>& lengths,
+                            const std::optional<Tensor>& rmask_, bool relu, bool save, bool taps, bool generic) {
+  Tensor x = x_.contiguous(), h0 = h0_.contiguous();
+  Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), rmask = opt(rmask_);
+  Shape s = make_shape(x, w_hh, 1, lengths);
+  Tensor bias = b_ih + b_hh;
+  if (use_cpu(x, generic)) {
+    std::vector<Tensor> r;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_fwd", [&] {
+      r = rnn_fwd_cpu<scalar_t>(x, h0, w_ih, w_hh, bias, rmask, s, relu, save, taps);
+    });
+    return r;
+  }
+  return rnn_fwd_generic(x, h0, w_ih, w_hh, bias, rmask, s, relu, save, taps);
+}
+
+std::vector<Tensor> rnn_bwd(const std::optional<Tensor>& gout, const std::optional<Tensor>& ghn, const Tensor& x_,
+                            const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                            const std::optional<Tensor>& lengths, const std::optional<Tensor>& rmask_,
+                            const Tensor& out, const Tensor& S, bool relu, bool need_dx, bool taps, bool generic) {
+  Tensor x = x_.contiguous(), rmask = opt(rmask_);
+  Shape s = make_shape(x, w_hh, 1, lengths);
+  if (use_cpu(x, generic)) {
+    std::vector<Tensor> r;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_bwd", [&] {
+      r = rnn_bwd_cpu<scalar_t>(opt(gout), opt(ghn), x, h0, w_ih, w_hh, rmask, out, S, s, relu, need_dx, taps);
+    });
+    return r;
+  }
+  return rnn_bwd_generic(opt(gout), opt(ghn), x, h0, w_ih, w_hh, rmask, out, S, s, relu, need_dx, taps);
+}
+
+// [simd lanes, blas mode, parallel threshold]; negative arguments leave a setting unchanged.
+std::vector<int64_t> configure(int64_t par_threshold, int64_t blas_mode) {
+  ensure_blas();
+  if (par_threshold >= 0) g_par_threshold = par_threshold;
+  if (blas_mode == 0) g_blas_mode = 0;
+  if (blas_mode == 1) g_blas_mode = (blas_selfcheck<float>() && blas_selfcheck<double>()) ? 1 : 0;
+#ifdef LSTMLAB_HAVE_V8
+  const int64_t lanes = 8;
+#else
+  const int64_t lanes = 1;
+#endif
+  return {lanes, g_blas_mode, g_par_threshold};
+}
+
+}  // namespace
+}  // namespace lstmlab
+
+TORCH_LIBRARY(lstmlab_fused, m) {
+  m.def("lstm_fwd(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh, "
+        "Tensor? lengths, Tensor? rmask, bool save, bool taps, bool generic) -> Tensor[]");
+  m.def("lstm_bwd(Tensor? gout, Tensor? ghn, Tensor? gcn, Tensor x, Tensor h0, Tensor c0, Tensor w_ih, "
+        "Tensor w_hh, Tensor? lengths, Tensor? rmask, Tensor A, Tensor C, Tensor S, bool need_dx, bool taps, "
+        "bool generic) -> Tensor[]");
+  m.def("gru_fwd(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh, Tensor? lengths, "
+        "Tensor? rmask, bool save, bool taps, bool generic) -> Tensor[]");
+  m.def("gru_bwd(Tensor? gout, Tensor? ghn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? lengths, "
+        "Tensor? rmask, Tensor A, Tensor S, bool need_dx, bool taps, bool generic) -> Tensor[]");
+  m.def("rnn_fwd(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor b_ih, Tensor b_hh, Tensor? lengths, "
+        "Tensor? rmask, bool relu, bool save, bool taps, bool generic) -> Tensor[]");
+  m.def("rnn_bwd(Tensor? gout, Tensor? ghn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? lengths, "
+        "Tensor? rmask, Tensor out, Tensor S, bool relu, bool need_dx, bool taps, bool generic) -> Tensor[]");
+  m.def("configure(int par_threshold, int blas_mode) -> int[]", &lstmlab::configure);
+}
+
+TORCH_LIBRARY_IMPL(lstmlab_fused, CompositeExplicitAutograd, m) {
+  m.impl("lstm_fwd", &lstmlab::lstm_fwd);
+  m.impl("lstm_bwd", &lstmlab::lstm_bwd);
+  m.impl("gru_fwd", &lstmlab::gru_fwd);
+  m.impl("gru_bwd", &lstmlab::gru_bwd);
+  m.impl("rnn_fwd", &lstmlab::rnn_fwd);
+  m.impl("rnn_bwd", &lstmlab::rnn_bwd);
+}
