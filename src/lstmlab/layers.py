@@ -388,6 +388,7 @@ class Bidirectional(Layer):
             fw_state, bw_state = initial_state[:half], initial_state[half:]
         fw = self.forward_layer(x, mask=mask, lengths=lengths, initial_state=fw_state)
         bw = self.backward_layer(x, mask=mask, lengths=lengths, initial_state=bw_state)
+        self.built = True
         fw_states, bw_states = [], []
         if self.return_state:
             fw, *fw_states = fw

@@ -14,8 +14,8 @@ from . import losses as L
 from . import metrics as M
 from . import optim, saving
 from .callbacks import Callback, History
-from .layers import Dense, Layer, RNNLayer, deserialize, recurrent_layers, serialize
-from .validation import InputError, as_tensor, check_lengths, lengths_from_mask
+from .layers import Bidirectional, Dense, Embedding, Layer, RNNLayer, deserialize, recurrent_layers, serialize
+from .validation import InputError, as_tensor, check_features, check_lengths, lengths_from_mask
 
 
 def _as_input(name: str, x) -> torch.Tensor:
@@ -185,6 +185,7 @@ class Sequential(nn.Module):
         if x.dim() < 2:
             raise InputError(f"{prefix}x: expected a 3-D (batch, time, features) array or 2-D token ids, "
                              f"got shape {tuple(x.shape)}")
+        self._check_first_layer(x, prefix + "x")
         yt = None
         if y is not None:
             yt = _as_input(prefix + "y", y)
@@ -193,6 +194,18 @@ class Sequential(nn.Module):
         if lengths is not None:
             lengths = check_lengths(prefix + "lengths", lengths, x.shape[0], x.shape[1])
         return x, yt, lengths
+
+    def _check_first_layer(self, x: torch.Tensor, name: str) -> None:
+        """Check rank and feature size against the first layer, on the whole array (not a batch)."""
+        first = self.layers[0] if len(self.layers) else None
+        if isinstance(first, Bidirectional):
+            first = first.forward_layer
+        if isinstance(first, RNNLayer):
+            check_features(name, x, ndim=(3,), float_only=True,
+                           last=first.input_size if first.built else None)
+        elif isinstance(first, Embedding) and x.dim() != 2:
+            raise InputError(f"{name}: expected a 2-D (batch, time) array of token ids for the Embedding "
+                             f"layer, got shape {tuple(x.shape)}")
 
     def _batches(self, n: int, batch_size: int, shuffle: bool, gen: torch.Generator | None):
         order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)

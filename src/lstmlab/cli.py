@@ -1,0 +1,60 @@
+"""The ``lstmlab`` command: demo, train, diagnose, generate (and more as they land).
+
+Each subcommand lives in its own module exposing ``add_parser(subparsers)`` and a ``run(args)``
+returning the exit code.  User-input errors exit with code 2 and one line, no traceback,
+unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = ("lstmlab.demo", "lstmlab.train", "lstmlab.diagnostics.cli", "lstmlab.generate",
+               "lstmlab.tune", "lstmlab.report.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lstmlab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("lstmlab"):
+                continue  # subcommand not part of this build
+            raise
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "command", None) or not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    from .validation import InputError
+
+    try:
+        return int(args.func(args) or 0)
+    except (InputError, ValueError, FileNotFoundError, KeyError) as exc:
+        if getattr(args, "debug", False):
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"lstmlab {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lstmlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
