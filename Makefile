@@ -19,4 +19,5 @@ demo: setup
 	$(BIN)/lstmlab demo
 
 test: setup
+	bash scripts/system-deps.sh
 	$(BIN)/python -m pytest

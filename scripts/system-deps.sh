@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Debian packages the test suite uses: text corpora (fortunes, wordnet-base).
+# Installs only what is missing; without root or apt it says so and the tests that need them skip.
+set -u
+need=()
+[ -d /usr/share/games/fortunes ] || need+=(fortunes)
+[ -f /usr/share/wordnet/data.noun ] || need+=(wordnet-base)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  echo "system-deps: cannot install ${need[*]} (need root and apt-get); tests using them will skip" >&2
+  exit 0
+fi
+echo "system-deps: installing ${need[*]}" >&2
+(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}") >/dev/null 2>&1 \
+  || echo "system-deps: apt-get install ${need[*]} failed; tests using them will skip" >&2
+exit 0
