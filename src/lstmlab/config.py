@@ -334,6 +334,10 @@ def _validate_layer(ctx: _Ctx, key: str, spec: Any, allow_auto_units: bool) -> d
     for k, default in params.items():
         if k in out:
             continue
+        if default is not inspect.Parameter.empty:
+            if default is not None and not isinstance(default, (dict, list)):
+                out[k] = default  # defaults filled in, so the resolved config says everything
+            continue
         if default is inspect.Parameter.empty:
             if k == "units" and name == "Dense" and allow_auto_units:
                 continue  # sized from the data when the model is built
@@ -448,12 +452,10 @@ def _validate_train(ctx: _Ctx, train: dict) -> dict:
         table = {} if mon in (None, True) else mon
         known = _monitor_params()
         res = dict(MONITOR_DEFAULTS)
-        if known is not None:
-            res = {"enabled": True} | {k: v for k, v in known.items()
-                                       if k in MONITOR_DEFAULTS or _json_ok(v)}
-            for k in ("every", "on_vanishing", "on_exploding", "on_nan"):
-                if k in known:
-                    res[k] = known[k] if k != "every" else None
+        if known is not None:  # the installed GradientMonitor's own defaults
+            res = {"enabled": True} | {k: v for k, v in known.items() if _json_ok(v) and k != "log_dir"}
+            res["every"] = None  # chosen from the number of steps per epoch
+            known.pop("log_dir", None)
         valid = ["enabled"] + ([k for k in known] if known is not None else list(MONITOR_DEFAULTS)[1:])
         for k, v in table.items():
             if k not in valid:

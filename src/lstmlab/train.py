@@ -1,0 +1,653 @@
+"""``lstmlab train CONFIG.toml --run-dir DIR``: run a config into a resumable run directory.
+
+The run directory holds::
+
+    config.resolved.toml / .json   the config with every default (and data-derived size) filled in
+    data_meta.json                 what the data loader said (kind, classes, scaler, baseline, ...)
+    vocab.json                     token list of text data (``lstmlab generate`` finds it here)
+    checkpoints/last.lstmlab       weights + optimizer + training state, written atomically each epoch
+    checkpoints/best.lstmlab       the best epoch by ``train.checkpoint_monitor``
+    checkpoints/state.json         epoch, best metric, early-stopping counter, RNG states
+    metrics.jsonl                  one JSON object per epoch
+    gradient_health.jsonl          GradientMonitor records
+    tb/                            TensorBoard events (loss and metrics per epoch)
+    model.lstmlab                  the final model
+
+``--resume`` continues from ``checkpoints/last.lstmlab`` (epoch counter, optimizer state, RNG
+state); a non-finite loss stops the run without touching the last good checkpoint.  The last
+line printed is one JSON object with the final validation and test metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import saving
+from .callbacks import Callback
+from .config import ConfigError, build_layers, dumps_toml, load_config, resolve_layers
+
+__all__ = ["add_parser", "run", "train", "TrainResult", "RunDirError"]
+
+STATE_VERSION = 1
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked (exists without --resume, config changed, ...)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------------------------
+def _clean(v: Any) -> Any:
+    """JSON-safe: numpy -> python, non-finite floats -> None."""
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _clean(v.tolist())
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
+    """Write JSON atomically (temporary file, fsync, rename)."""
+    text = json.dumps(_clean(obj), indent=indent)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+
+    saving.atomic_write(path, write)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+    saving.atomic_write(path, write)
+
+
+def _append_jsonl(path: Path, obj: dict) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(_clean(obj)) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _truncate_jsonl(path: Path, keep) -> None:
+    """Keep only the lines for which ``keep(record)`` is true (used on resume)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+        if keep(rec):
+            kept.append(json.dumps(rec))
+    write_text(path, "".join(k + "\n" for k in kept))
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch RNG states as JSON lists."""
+    py = random.getstate()
+    npst = np.random.get_state()
+    return {"python": [py[0], list(py[1]), py[2]],
+            "numpy": [npst[0], npst[1].tolist(), int(npst[2]), int(npst[3]), float(npst[4])],
+            "torch": torch.get_rng_state().tolist()}
+
+
+def set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _diff(a: Any, b: Any, path: str) -> str | None:
+    """The first key path where two resolved configs differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = _diff(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path} ({len(a)} vs {len(b)} entries)"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            d = _diff(x, y, f"{path}[{i}]")
+            if d:
+                return d
+        return None
+    return None if a == b else f"{path} ({a!r} before, {b!r} now)"
+
+
+# ---------------------------------------------------------------------------------------------
+# data and model
+# ---------------------------------------------------------------------------------------------
+def load_data(cfg: dict):
+    """``lstmlab.data.load`` for the ``[data]`` section."""
+    from .data import load
+
+    opts = {k: v for k, v in cfg["data"].items() if k != "source"}
+    return load(cfg["data"]["source"], **opts)
+
+
+def default_loss(meta: dict) -> str:
+    return "mse" if meta.get("kind") == "regression" else "sparse_categorical_crossentropy"
+
+
+def default_metrics(meta: dict) -> list[str]:
+    return ["mae"] if meta.get("kind") == "regression" else ["accuracy"]
+
+
+def build_model(cfg: dict, meta: dict, config_path: str | os.PathLike | None = None):
+    """A compiled Sequential for a resolved config and the data's meta."""
+    from .model import Sequential
+
+    specs = resolve_layers(cfg["model"], meta, config_path)
+    cfg["model"]["layers"] = specs
+    model = Sequential(build_layers(specs, config_path), name=cfg["model"].get("name", "sequential"))
+    model.to(getattr(torch, cfg["model"].get("dtype", "float32")))
+    t = cfg["train"]
+    t["loss"] = t["loss"] or default_loss(meta)
+    t["metrics"] = list(t["metrics"]) if t["metrics"] is not None else default_metrics(meta)
+    try:
+        model.compile(loss=t["loss"], optimizer=_optimizer(t), metrics=t["metrics"], clipnorm=t["clipnorm"],
+                      clipvalue=t["clipvalue"], global_clipnorm=t["global_clipnorm"])
+    except ValueError as exc:
+        raise ConfigError(f"{config_path}: train: {exc}" if config_path else f"train: {exc}") from None
+    return model
+
+
+def _optimizer(t: dict):
+    from . import optim
+
+    opts = dict(t.get("optimizer_options") or {})
+    if t.get("weight_decay") is not None:
+        opts["weight_decay"] = t["weight_decay"]
+    return optim.Optimizer(t["optimizer"], t["learning_rate"], opts)
+
+
+def _tensors(part) -> tuple:
+    x = torch.from_numpy(np.ascontiguousarray(part.x))
+    y = torch.from_numpy(np.ascontiguousarray(part.y))
+    lengths = None if part.lengths is None else torch.from_numpy(part.lengths)
+    return x, y, lengths
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------------
+def save_checkpoint(model, path: Path, state: dict | None = None) -> None:
+    """Weights, optimizer state and (in the metadata) the training state, in one atomic write."""
+    from safetensors.torch import save_file
+
+    tensors, meta = saving.pack(model, include_optimizer=True)
+    if state is not None:
+        meta["train_state"] = json.dumps(_clean(state))
+    saving.atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict | None, dict | None]:
+    """(model state_dict, optimizer state or None, training state or None) of a checkpoint."""
+    tensors, meta = saving.read(path)
+    state = json.loads(meta["train_state"]) if "train_state" in meta else None
+    return saving.model_state(tensors), saving.optimizer_state(tensors, meta), state
+
+
+def _finite_params(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+class RunRecorder(Callback):
+    """Per epoch: metrics.jsonl, TensorBoard, checkpoints (last, best), state.json, early stopping,
+    divergence guard.  Also copies GradientMonitor records to gradient_health.jsonl."""
+
+    def __init__(self, run_dir: Path, cfg: dict, state: dict, monitor_name: str, writer=None,
+                 monitor_cb=None, out=print) -> None:
+        self.run_dir = run_dir
+        self.cfg = cfg
+        self.state = state
+        self.monitor_name = monitor_name
+        self.writer = writer
+        self.monitor_cb = monitor_cb
+        self.out = out
+        es = cfg["train"]["early_stopping"]
+        self.patience = None if es is None else es["patience"]
+        self.min_delta = 0.0 if es is None else abs(es["min_delta"])
+        self.mode = "max" if ("acc" in monitor_name or monitor_name.endswith("r2")) else "min"
+        self.t0 = time.time()
+        self.n_records = self.n_events = 0
+        self.batch_losses: list[float] = []
+
+    def on_train_begin(self, logs=None):
+        hist = self.model.history
+        self.n_records = len(hist.records) if hist is not None else 0
+        self.n_events = len(hist.events) if hist is not None else 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.time()
+
+    def on_batch_end(self, batch, logs=None):
+        self.batch_losses.append(float((logs or {}).get("loss", float("nan"))))
+
+    def _better(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return value < best - self.min_delta if self.mode == "min" else value > best + self.min_delta
+
+    def _flush_health(self, epoch: int) -> list[dict]:
+        hist = self.model.history
+        records = list(hist.records[self.n_records:]) if hist is not None else []
+        self.n_records += len(records)
+        events = list(hist.events[self.n_events:]) if hist is not None else []
+        self.n_events += len(events)
+        path = self.run_dir / "gradient_health.jsonl"
+        for rec in records:
+            rec = rec.to_dict() if hasattr(rec, "to_dict") else (rec.summary() if hasattr(rec, "summary")
+                                                                  else dict(rec))
+            _append_jsonl(path, {"epoch": epoch + 1, **rec})
+        for ev in events:
+            _append_jsonl(path, {"epoch": epoch + 1, **(ev if isinstance(ev, dict) else {"event": str(ev)})})
+        return records
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        st = self.state
+        elapsed = time.time() - self.t0
+        finite = all(math.isfinite(v) for v in logs.values() if isinstance(v, float)) and \
+            _finite_params(self.model)
+        records = self._flush_health(epoch)
+        last_verdict = None
+        for rec in records:
+            v = rec.get("verdict") if isinstance(rec, dict) else getattr(rec, "verdict", None)
+            last_verdict = v or last_verdict
+        row = {"epoch": epoch + 1, **logs, "time_s": round(elapsed, 3), "global_step": self.model.global_step,
+               "lr": self.model.optimizer.param_groups[0]["lr"] if self.model.optimizer else None,
+               "grad_norm": getattr(self.model, "last_grad_norm", None)}
+        if last_verdict:
+            row["gradient_verdict"] = last_verdict
+        if not finite:
+            st["status"] = "diverged"
+            st["diverged_epoch"] = epoch + 1
+            self.model.stop_training = True
+            row["diverged"] = True
+            _append_jsonl(self.run_dir / "metrics.jsonl", row)
+            self.out(f"epoch {epoch + 1}: the loss or the weights became NaN/Inf; stopping. The last good "
+                     f"checkpoint (epoch {st['epoch']}) is kept in {self.run_dir / 'checkpoints'}.",
+                     file=sys.stderr)
+            return
+        value = logs.get(self.monitor_name)
+        improved = value is not None and math.isfinite(value) and self._better(value, st.get("best"))
+        st["epoch"] = epoch + 1
+        st["global_step"] = self.model.global_step
+        if improved:
+            st["best"], st["best_epoch"], st["wait"] = float(value), epoch + 1, 0
+        else:
+            st["wait"] = st.get("wait", 0) + 1
+        if self.patience is not None and st["wait"] > self.patience:
+            st["status"] = "early_stopped"
+            self.model.stop_training = True
+        elif epoch + 1 >= self.cfg["train"]["epochs"]:
+            st["status"] = "completed"
+        else:
+            st["status"] = "running"
+        st["rng"] = rng_state()
+        st["time_s"] = st.get("time_s", 0.0) + elapsed
+        ckpt = self.run_dir / "checkpoints"
+        public = {k: v for k, v in st.items() if not k.startswith("_")}
+        if improved:
+            save_checkpoint(self.model, ckpt / "best.lstmlab", public)
+        save_checkpoint(self.model, ckpt / "last.lstmlab", public)
+        write_json(ckpt / "state.json", public, indent=None)
+        _append_jsonl(self.run_dir / "metrics.jsonl", row)
+        if self.writer is not None:
+            for k, v in logs.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    tag = f"val/{k[4:]}" if k.startswith("val_") else f"train/{k}"
+                    self.writer.add_scalar(tag, v, epoch + 1)
+            for rec in records:
+                summ = rec if isinstance(rec, dict) else {}
+                for k in ("decay", "grad_norm", "param_norm", "saturation"):
+                    v = summ.get(k)
+                    if isinstance(v, (int, float)) and math.isfinite(v):
+                        step = summ.get("step") or self.model.global_step
+                        self.writer.add_scalar(f"gradients/{k}", v, step)
+            self.writer.flush()
+        if self.cfg["train"].get("verbose", 1):
+            shown = " - ".join(f"{k}: {v:.4g}" for k, v in logs.items() if isinstance(v, (int, float)))
+            mark = " *" if improved else ""
+            grad = f" - gradients: {last_verdict}" if last_verdict else ""
+            total = self.cfg["train"]["epochs"]
+            self.out(f"epoch {epoch + 1}/{total} - {elapsed:.1f}s - {shown}{grad}{mark}", flush=True)
+        if st["status"] == "early_stopped":
+            self.out(f"early stopping: {self.monitor_name} has not improved for {st['wait']} epochs "
+                     f"(best {st['best']:.4g} at epoch {st['best_epoch']})", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------------------------
+class TrainResult(dict):
+    """The final JSON object (also returned by :func:`train`)."""
+
+
+def _monitor_callback(cfg: dict, steps_per_epoch: int):
+    mon = cfg["train"]["monitor"]
+    if not mon or not mon.get("enabled", True):
+        return None
+    try:
+        from .diagnostics import GradientMonitor
+    except ImportError:
+        warnings.warn("lstmlab.diagnostics is not available; gradient_health.jsonl stays empty", stacklevel=2)
+        return None
+    if mon.get("every") is None:
+        mon["every"] = max(1, math.ceil(steps_per_epoch / 4))
+    kwargs = {k: v for k, v in mon.items() if k != "enabled" and v is not None}
+    try:
+        return GradientMonitor(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"train.monitor: {exc}") from None
+
+
+def _final_metrics(model, splits, cfg: dict, batch_size: int) -> dict:
+    meta = splits.meta
+    out: dict[str, Any] = {}
+    for name in ("val", "test"):
+        part = getattr(splits, name)
+        if len(part) == 0:
+            out[name] = None
+            continue
+        x, y, lengths = _tensors(part)
+        res = model.evaluate(x, y, batch_size=batch_size, lengths=lengths, return_dict=True)
+        if meta.get("kind") == "language_model":
+            res["bits_per_char"] = res["loss"] / math.log(2)
+        scaler = meta.get("scaler")
+        if meta.get("kind") == "regression" and scaler is not None and hasattr(scaler, "inverse_transform") \
+                and getattr(scaler, "method", "none") != "none":
+            pred = scaler.inverse_transform(model.predict(x, batch_size=batch_size, lengths=lengths))
+            true = scaler.inverse_transform(part.y)
+            res["rmse_original_units"] = float(np.sqrt(np.mean((pred - true) ** 2)))
+            res["mae_original_units"] = float(np.mean(np.abs(pred - true)))
+        out[name] = res
+    return out
+
+
+def _baseline(meta: dict) -> dict | None:
+    b = meta.get("baseline")
+    if not isinstance(b, dict):
+        return None
+    b = {k: v for k, v in b.items() if isinstance(v, (int, float, str)) and k != "note"}
+    if "persistence_test_mse" in b:
+        b["persistence_test_rmse"] = math.sqrt(b["persistence_test_mse"])
+    return b or None
+
+
+def train(config: str | os.PathLike | None, run_dir: str | os.PathLike, resume: bool = False,
+          out=print) -> TrainResult:
+    """Train the config into ``run_dir`` (see the module doc); return the final metrics."""
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    state_path = ckpt_dir / "state.json"
+    stored_cfg = run_dir / "config.resolved.json"
+    if config is None:
+        if not resume:
+            raise ConfigError("CONFIG: missing; give a config file (or --resume with a run dir)")
+        if not stored_cfg.exists():
+            raise RunDirError(f"{run_dir}: no config.resolved.json to resume from; give the config file")
+        config_path: Path = stored_cfg
+        cfg = _validate_stored(stored_cfg)
+    else:
+        config_path = Path(config)
+        cfg = load_config(config_path)
+    has_run = (ckpt_dir / "last.lstmlab").exists() or state_path.exists()
+    if has_run and not resume:
+        raise RunDirError(f"{run_dir}: already holds a run (checkpoints/last.lstmlab); pass --resume to "
+                          "continue it or choose another --run-dir")
+    if resume and not has_run:
+        raise RunDirError(f"{run_dir}: nothing to resume (no checkpoints/last.lstmlab)")
+
+    t = cfg["train"]
+    seed_everything(t["seed"])
+    splits = load_data(cfg)
+    meta = splits.meta
+    if len(splits.train) == 0:
+        raise ConfigError(f"{config_path}: data: the training split is empty")
+    model = build_model(cfg, meta, config_path)
+    if t["early_stopping"] is not None and t["early_stopping"].get("monitor"):
+        if t["checkpoint_monitor"] and t["checkpoint_monitor"] != t["early_stopping"]["monitor"]:
+            raise ConfigError(f"{config_path}: train.early_stopping.monitor: expected the same metric as "
+                              f"train.checkpoint_monitor ({t['checkpoint_monitor']!r}), got "
+                              f"{t['early_stopping']['monitor']!r}")
+        t["checkpoint_monitor"] = t["early_stopping"]["monitor"]
+    has_val = len(splits.val) > 0
+    if t["checkpoint_monitor"] is None:
+        t["checkpoint_monitor"] = "val_loss" if has_val else "loss"
+    known = ["loss"] + t["metrics"]
+    known += [f"val_{k}" for k in known] if has_val else []
+    if t["checkpoint_monitor"] not in known:
+        from .config import suggest
+
+        raise ConfigError(f"{config_path}: train.checkpoint_monitor: {t['checkpoint_monitor']!r} is not "
+                          f"logged{suggest(t['checkpoint_monitor'], known)} (logged: {', '.join(known)})")
+    if t["early_stopping"] is not None:
+        t["early_stopping"]["monitor"] = t["checkpoint_monitor"]
+
+    x, y, lengths = _tensors(splits.train)
+    steps_per_epoch = math.ceil(len(splits.train) / t["batch_size"])
+    monitor_cb = _monitor_callback(cfg, steps_per_epoch)
+
+    # the run directory ------------------------------------------------------------------------
+    if resume:
+        before = json.loads(stored_cfg.read_text()) if stored_cfg.exists() else None
+        if before is not None:
+            for section in ("data", "model"):
+                d = _diff(before.get(section), cfg[section], section)
+                if d:
+                    raise RunDirError(f"{run_dir}: was started with a different config: {d}; resume with the "
+                                      "same [data] and [model] or choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir.mkdir(exist_ok=True)
+    write_json(stored_cfg, cfg)
+    write_text(run_dir / "config.resolved.toml",
+               dumps_toml(cfg, header=f"resolved from {config_path} by lstmlab train; None values omitted"))
+    write_json(run_dir / "data_meta.json", {k: v for k, v in splits.meta_dict().items()
+                                            if k not in ("vocab", "times")})
+    vocab = meta.get("vocab")
+    if vocab is not None:
+        write_json(run_dir / "vocab.json", {"tokens": list(vocab), "char_level": bool(vocab.char_level),
+                                            "kind": meta.get("kind"), "seq_len": meta.get("seq_len"),
+                                            "max_len": meta.get("max_len"), "source": meta.get("source")})
+
+    state: dict[str, Any] = {"version": STATE_VERSION, "epoch": 0, "global_step": 0, "best": None,
+                             "best_epoch": None, "wait": 0, "status": "running",
+                             "monitor": t["checkpoint_monitor"], "time_s": 0.0}
+    model.build(x[:2], None if lengths is None else lengths[:2])
+    model._ensure_optimizer()
+    if resume:
+        weights, opt_state, saved = read_checkpoint(ckpt_dir / "last.lstmlab")
+        if saved is None and state_path.exists():
+            saved = json.loads(state_path.read_text())
+        if saved is None:
+            raise RunDirError(f"{ckpt_dir / 'last.lstmlab'}: holds no training state; cannot resume")
+        try:
+            model.load_state_dict(weights)
+            if opt_state is not None:
+                model.optimizer.load_state_dict(opt_state)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise RunDirError(f"{ckpt_dir / 'last.lstmlab'}: does not match the model of the config "
+                              f"({str(exc).splitlines()[0]})") from None
+        state.update(saved)
+        model.global_step = int(state.get("global_step", 0))
+        if state.get("rng"):
+            set_rng_state(state["rng"])
+        done = int(state["epoch"])
+        _truncate_jsonl(run_dir / "metrics.jsonl", lambda r: int(r.get("epoch", 0)) <= done)
+        _truncate_jsonl(run_dir / "gradient_health.jsonl", lambda r: int(r.get("epoch", 0)) <= done)
+        if state.get("status") == "diverged":
+            state["status"] = "running"
+    else:
+        for name in ("metrics.jsonl", "gradient_health.jsonl"):
+            (run_dir / name).unlink(missing_ok=True)
+        (run_dir / "metrics.jsonl").touch()
+        (run_dir / "gradient_health.jsonl").touch()
+    start = int(state["epoch"])
+
+    writer = _tensorboard(run_dir / "tb", purge_step=start + 1 if resume else None)
+    recorder = RunRecorder(run_dir, cfg, state, t["checkpoint_monitor"], writer, monitor_cb, out)
+    verbose = t.get("verbose", 1)
+    if verbose:
+        out(splits.summary(), flush=True)
+        out(f"model: {sum(p.numel() for p in model.parameters()):,} parameters; run dir {run_dir}; "
+            + (f"resuming after epoch {start}" if resume else "starting"), flush=True)
+    val = None
+    if has_val:
+        vx, vy, vl = _tensors(splits.val)
+        val = (vx, vy) + ((vl,) if vl is not None else ())
+    stopped_early = state.get("status") == "early_stopped"
+    if start < t["epochs"] and not stopped_early:
+        cbs = [c for c in (monitor_cb, recorder) if c is not None]
+        try:
+            model.fit(x, y, epochs=t["epochs"], initial_epoch=start, batch_size=t["batch_size"],
+                      validation_data=val, shuffle=t["shuffle"], callbacks=cbs, verbose=0, lengths=lengths,
+                      tbptt=t["tbptt"], seed=None)
+        finally:
+            if writer is not None:
+                writer.close()
+    elif writer is not None:
+        writer.close()
+        if verbose:
+            out(f"nothing to train: the run already finished after epoch {start} ({state.get('status')})")
+
+    # final model --------------------------------------------------------------------------------
+    status = state.get("status", "completed")
+    if status == "running":
+        status = state["status"] = "completed" if state["epoch"] >= t["epochs"] else "stopped"
+    if status == "diverged" and (ckpt_dir / "last.lstmlab").exists():
+        model.load_state_dict(read_checkpoint(ckpt_dir / "last.lstmlab")[0])
+    elif t["early_stopping"] is not None and t["early_stopping"]["restore_best_weights"] \
+            and (ckpt_dir / "best.lstmlab").exists():
+        model.load_state_dict(read_checkpoint(ckpt_dir / "best.lstmlab")[0])
+    if _finite_params(model):
+        model.save(run_dir / "model.lstmlab")
+    write_json(state_path, {k: v for k, v in state.items() if not k.startswith("_")}, indent=None)
+    metrics = _final_metrics(model, splits, cfg, t["batch_size"]) if _finite_params(model) else {}
+    result = TrainResult({"run_dir": str(run_dir), "status": status, "epochs": state["epoch"],
+                          "best_epoch": state.get("best_epoch"), "monitor": t["checkpoint_monitor"],
+                          "best": state.get("best"), "val": metrics.get("val"), "test": metrics.get("test"),
+                          "baseline": _baseline(meta), "time_s": round(state.get("time_s", 0.0), 2)})
+    if status == "diverged":
+        result["diverged_epoch"] = state.get("diverged_epoch")
+    write_json(run_dir / "result.json", result)
+    return result
+
+
+def _validate_stored(path: Path) -> dict:
+    """Re-validate a stored config.resolved.json (paths in it are absolute)."""
+    from .config import validate
+
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON: {exc}") from None
+    raw = _drop_none(raw)
+    return validate(raw, path)
+
+
+def _drop_none(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _drop_none(v) for k, v in d.items() if v is not None}
+    if isinstance(d, list):
+        return [_drop_none(v) for v in d]
+    return d
+
+
+def _tensorboard(log_dir: Path, purge_step: int | None = None):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn("tensorboard is not installed; no events under tb/ (pip install tensorboard)",
+                      stacklevel=2)
+        return None
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``lstmlab train``."""
+    p = subparsers.add_parser("train", help="train a model from a TOML config into a run directory",
+                              description=__doc__.splitlines()[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="example configs: examples/configs/*.toml")
+    p.add_argument("config", nargs="?", help="TOML config ([data], [model], [train])")
+    p.add_argument("--run-dir", required=True, help="directory for checkpoints, metrics and events")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.set_defaults(func=run)
+    return p
+
+
+def _print(*a, **k) -> None:
+    print(*a, **k)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point for ``lstmlab train``: 0 ok, 1 diverged, 2 bad input."""
+    from .validation import InputError
+
+    try:
+        result = train(args.config, args.run_dir, resume=args.resume, out=_print)
+    except (ConfigError, RunDirError, InputError, ValueError, FileNotFoundError, KeyError) as exc:
+        if getattr(args, "debug", False):
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"lstmlab train: error: {msg}", file=sys.stderr)
+        return 2
+    print(json.dumps(_clean(dict(result))), flush=True)
+    return 1 if result["status"] == "diverged" else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lstmlab")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train"] + list(sys.argv[1:] if argv is None else argv))
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
