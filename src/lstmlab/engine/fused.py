@@ -67,11 +67,13 @@ def load():
     return _state["ops"]
 
 
-def configure(par_threshold: int = -1, blas: int = -1) -> dict:
-    """Tune / inspect the CPU route: rows run in parallel from ``par_threshold`` elements per
-    step; ``blas`` 1 calls BLAS directly, 0 goes through ``at::mm``.  Returns the settings."""
-    lanes, mode, thr = load().configure(par_threshold, blas)
-    return {"simd_lanes": lanes, "direct_blas": bool(mode), "par_threshold": thr}
+def configure(par_threshold: int = -1, blas: int = -1, packed: int = -1) -> dict:
+    """Tune / inspect the CPU route (negative = leave as is): rows run in parallel from
+    ``par_threshold`` elements per step; ``blas`` 1 calls BLAS directly, 0 goes through
+    ``at::mm``; ``packed`` 1 packs W_hh once per call for MKL's packed GEMM (float32).
+    Returns the settings."""
+    lanes, mode, thr, pack = load().configure(par_threshold, blas, packed)
+    return {"simd_lanes": lanes, "direct_blas": bool(mode), "par_threshold": thr, "packed_gemm": bool(pack)}
 
 
 def _supported(x: torch.Tensor) -> bool:

@@ -31,6 +31,12 @@ void sgemm_(const char*, const char*, const int*, const int*, const int*, const 
             const int*, const float*, const int*, const float*, float*, const int*) __attribute__((weak));
 void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
             const int*, const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+// MKL's packed GEMM (the weight matrix is packed once per call of the layer, not per step).
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src,
+                      int ld, float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
 }
 
 namespace lstmlab {
@@ -38,6 +44,8 @@ namespace {
 
 int64_t g_par_threshold = 16384;  // B * gate-width per step from which batch rows run in parallel
 int g_blas_mode = -1;             // -1 unchecked, 0 at::mm_out, 1 Fortran BLAS from libtorch
+int g_pack_mode = -1;             // -1 unchecked, 0 off, 1 MKL packed GEMM for the recurrent product (float)
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
 
 template <typename T>
 struct Blas;
@@ -90,8 +98,29 @@ bool blas_selfcheck() {
   return true;
 }
 
+bool pack_avail() {
+  return cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr && cblas_sgemm_compute != nullptr;
+}
+
+bool pack_selfcheck() {
+  if (!pack_avail()) return false;
+  // row-major C(2x3) = A(2x2) @ W^T, W (3x2)
+  const float A[4] = {1, 2, 3, 4};
+  const float W[6] = {1, 0.5f, -1, 3, 2, -2};
+  float C[6] = {0, 0, 0, 0, 0, 0};
+  const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, 2, 3, 2);
+  std::vector<float> buf(bytes / sizeof(float) + 16);
+  cblas_sgemm_pack(kRowMajor, kBMatrix, kTrans, 2, 3, 2, 1.0f, W, 2, buf.data());
+  cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, 2, 3, 2, A, 2, buf.data(), 2, 0.0f, C, 3);
+  const float want[6] = {2, 5, -2, 5, 9, -2};
+  for (int i = 0; i < 6; ++i)
+    if (C[i] != want[i]) return false;
+  return true;
+}
+
 void ensure_blas() {
   if (g_blas_mode == -1) g_blas_mode = (blas_selfcheck<float>() && blas_selfcheck<double>()) ? 1 : 0;
+  if (g_pack_mode == -1) g_pack_mode = pack_selfcheck() ? 1 : 0;
 }
 
 template <typename T>
@@ -126,6 +155,43 @@ void mm_nn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
   Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, o);
   c.copy_(at::mm(a, b));
 }
+
+// The per-step recurrent product with a fixed weight matrix W:
+//   trans_w: C[M,N] = A[M,K] @ W^T, W (N, K) row-major   (forward: h_{t-1} @ W_hh^T)
+//   else:    C[M,N] = A[M,K] @ W,   W (K, N) row-major   (backward: dG_t @ W_hh)
+// float + MKL: W is packed once here and every step calls the packed kernel.
+template <typename T>
+struct RecGemm {
+  const T* W;
+  int64_t M, N, K;
+  bool trans_w;
+  Tensor packed;
+  RecGemm(const T* W_, int64_t M_, int64_t N_, int64_t K_, bool trans_w_)
+      : W(W_), M(M_), N(N_), K(K_), trans_w(trans_w_) {
+    if constexpr (std::is_same<T, float>::value) {
+      if (g_pack_mode == 1 && std::max({M, N, K}) <= INT_MAX / 4) {
+        const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, int(M), int(N), int(K));
+        packed = at::empty({int64_t(bytes / sizeof(float)) + 16}, at::kFloat);
+        cblas_sgemm_pack(kRowMajor, kBMatrix, trans_w ? kTrans : kNoTrans, int(M), int(N), int(K), 1.0f, W,
+                         trans_w ? int(K) : int(N), packed.data_ptr<float>());
+      }
+    }
+  }
+  void run(const T* A, int64_t lda, T* C, int64_t ldc) const {
+    if constexpr (std::is_same<T, float>::value) {
+      if (packed.defined() && lda <= INT_MAX && ldc <= INT_MAX) {
+        cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(M), int(N), int(K), A, int(lda),
+                            packed.data_ptr<float>(), int(N), 0.0f, C, int(ldc));
+        return;
+      }
+    }
+    if (trans_w) {
+      mm_nt<T>(M, N, K, A, lda, W, K, T(0), C, ldc);
+    } else {
+      mm_nn<T>(M, N, K, A, lda, W, N, C, ldc);
+    }
+  }
+};
 
 template <typename F>
 inline void over_rows(int64_t B, int64_t width, const F& f) {
@@ -236,10 +302,11 @@ std::vector<Tensor> lstm_fwd_cpu(const Tensor& x, const Tensor& h0, const Tensor
   const bool sep_state = s.has_len;
   const int64_t* len = s.len.data();
 
+  const RecGemm<T> rec(whh, B, G, H, true);
   for (int64_t t = 0; t < T_; ++t) {
     const T* hin = hrp ? hrp : (t == 0 ? h0p : S.at(0, t - 1));
     const int64_t ldin = (hrp || t == 0) ? H : S.bs;
-    mm_nt<T>(B, G, H, hin, ldin, whh, H, T(0), scrp, G);
+    rec.run(hin, ldin, scrp, G);
     over_rows(B, G, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         T* cc = Cr.at(b, t);
@@ -335,6 +402,7 @@ std::vector<Tensor> lstm_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Te
   T* gcsqp = taps ? gcsq.data_ptr<T>() : nullptr;
   const int64_t* len = s.len.data();
 
+  const RecGemm<T> rec(whh, B, H, G, false);
   for (int64_t t = T_ - 1; t >= 0; --t) {
     over_rows(B, G, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
@@ -386,7 +454,7 @@ std::vector<Tensor> lstm_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Te
         }
       }
     });
-    mm_nn<T>(B, H, G, dGp + t * G, T_ * G, whh, H, scrp, H);
+    rec.run(dGp + t * G, T_ * G, scrp, H);
   }
   Tensor dh0 = rmask.defined() ? ghb + rmask * scr : ghb + scr;
   Tensor dx, dw_ih, dw_hh, db;
@@ -423,10 +491,11 @@ std::vector<Tensor> gru_fwd_cpu(const Tensor& x, const Tensor& h0, const Tensor&
   const bool sep_state = s.has_len;
   const int64_t* len = s.len.data();
 
+  const RecGemm<T> rec(whh, B, G, H, true);
   for (int64_t t = 0; t < T_; ++t) {
     const T* hin = hrp ? hrp : (t == 0 ? h0p : S.at(0, t - 1));
     const int64_t ldin = (hrp || t == 0) ? H : S.bs;
-    mm_nt<T>(B, G, H, hin, ldin, whh, H, T(0), scrp, G);
+    rec.run(hin, ldin, scrp, G);
     over_rows(B, G, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         T* hc = S.at(b, t);
@@ -519,6 +588,7 @@ std::vector<Tensor> gru_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Ten
   T* ghsqp = taps ? ghsq.data_ptr<T>() : nullptr;
   const int64_t* len = s.len.data();
 
+  const RecGemm<T> rec(whh, B, H, G, false);
   for (int64_t t = T_ - 1; t >= 0; --t) {
     over_rows(B, G, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
@@ -560,7 +630,7 @@ std::vector<Tensor> gru_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Ten
         if (ghsqp) ghsqp[t * B + b] = ah.total();
       }
     });
-    mm_nn<T>(B, H, G, dRp + t * G, T_ * G, whh, H, scrp, H);
+    rec.run(dRp + t * G, T_ * G, scrp, H);
   }
   Tensor dh0 = rmask.defined() ? ghb + rmask * scr : ghb + scr;
   Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
@@ -594,10 +664,11 @@ std::vector<Tensor> rnn_fwd_cpu(const Tensor& x, const Tensor& h0, const Tensor&
   const bool sep_state = s.has_len;
   const int64_t* len = s.len.data();
 
+  const RecGemm<T> rec(whh, B, H, H, true);
   for (int64_t t = 0; t < T_; ++t) {
     const T* hin = hrp ? hrp : (t == 0 ? h0p : S.at(0, t - 1));
     const int64_t ldin = (hrp || t == 0) ? H : S.bs;
-    mm_nt<T>(B, H, H, hin, ldin, whh, H, T(0), scrp, H);
+    rec.run(hin, ldin, scrp, H);
     over_rows(B, H, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         T* hc = S.at(b, t);
@@ -651,6 +722,7 @@ std::vector<Tensor> rnn_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Ten
   T* ghsqp = taps ? ghsq.data_ptr<T>() : nullptr;
   const int64_t* len = s.len.data();
 
+  const RecGemm<T> rec(whh, B, H, H, false);
   for (int64_t t = T_ - 1; t >= 0; --t) {
     over_rows(B, H, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
@@ -684,7 +756,7 @@ std::vector<Tensor> rnn_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Ten
         if (ghsqp) ghsqp[t * B + b] = ah.total();
       }
     });
-    mm_nn<T>(B, H, H, dGp + t * H, T_ * H, whh, H, scrp, H);
+    rec.run(dGp + t * H, T_ * H, scrp, H);
   }
   Tensor dh0 = rmask.defined() ? ghb + rmask * scr : ghb + scr;
   Tensor dx, dw_ih, dw_hh, db;
@@ -1063,18 +1135,20 @@ std::vector<Tensor> rnn_bwd(const std::optional<Tensor>& gout, const std::option
   return rnn_bwd_generic(opt(gout), opt(ghn), x, h0, w_ih, w_hh, rmask, out, S, s, relu, need_dx, taps);
 }
 
-// [simd lanes, blas mode, parallel threshold]; negative arguments leave a setting unchanged.
-std::vector<int64_t> configure(int64_t par_threshold, int64_t blas_mode) {
+// [simd lanes, blas mode, parallel threshold, packed gemm]; negative arguments leave a setting unchanged.
+std::vector<int64_t> configure(int64_t par_threshold, int64_t blas_mode, int64_t pack_mode) {
   ensure_blas();
   if (par_threshold >= 0) g_par_threshold = par_threshold;
   if (blas_mode == 0) g_blas_mode = 0;
   if (blas_mode == 1) g_blas_mode = (blas_selfcheck<float>() && blas_selfcheck<double>()) ? 1 : 0;
+  if (pack_mode == 0) g_pack_mode = 0;
+  if (pack_mode == 1) g_pack_mode = pack_selfcheck() ? 1 : 0;
 #ifdef LSTMLAB_HAVE_V8
   const int64_t lanes = 8;
 #else
   const int64_t lanes = 1;
 #endif
-  return {lanes, g_blas_mode, g_par_threshold};
+  return {lanes, g_blas_mode, g_par_threshold, g_pack_mode};
 }
 
 }  // namespace
@@ -1094,7 +1168,7 @@ TORCH_LIBRARY(lstmlab_fused, m) {
         "Tensor? rmask, bool relu, bool save, bool taps, bool generic) -> Tensor[]");
   m.def("rnn_bwd(Tensor? gout, Tensor? ghn, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? lengths, "
         "Tensor? rmask, Tensor out, Tensor S, bool relu, bool need_dx, bool taps, bool generic) -> Tensor[]");
-  m.def("configure(int par_threshold, int blas_mode) -> int[]", &lstmlab::configure);
+  m.def("configure(int par_threshold, int blas_mode, int pack_mode) -> int[]", &lstmlab::configure);
 }
 
 TORCH_LIBRARY_IMPL(lstmlab_fused, CompositeExplicitAutograd, m) {
