@@ -51,6 +51,8 @@ class DemoSettings:
     monitor_every: int = 100     # GradientMonitor sampling interval (steps)
     diagnose_batch: int = 256    # test examples used by diagnose() at start and end
     seed: int = 0
+    threads: int = 1             # torch threads: small RNNs gain little from more, and one thread
+    #                              stays fast when other programs share the CPU
     models: tuple[str, ...] = MODELS
     extra: dict = field(default_factory=dict)
 
@@ -313,9 +315,14 @@ def run_demo(settings: DemoSettings, run_dir: str | Path = "runs/demo", out=prin
         f"{s.learning_rate:g}, clipnorm {s.clipnorm:g}). Baseline (always 1.0): MSE {baseline:.3f}.",
         flush=True)
     results: dict[str, dict] = {}
-    for name in s.models:
-        out(f"training {name} ...", flush=True)
-        results[name] = _train_one(name, s, data, out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(s.threads)))
+    try:
+        for name in s.models:
+            out(f"training {name} ...", flush=True)
+            results[name] = _train_one(name, s, data, out)
+    finally:
+        torch.set_num_threads(threads)
     rows = []
     for name, r in results.items():
         rows.append({"model": name, "params": r["params"], "test_mse": r["test_mse"],

@@ -504,6 +504,8 @@ def train(config: str | os.PathLike | None, run_dir: str | os.PathLike, resume: 
             model.load_state_dict(weights)
             if opt_state is not None:
                 model.optimizer.load_state_dict(opt_state)
+                for group in model.optimizer.param_groups:  # [train] changes apply on resume
+                    group["lr"] = t["learning_rate"]
         except (RuntimeError, ValueError, KeyError) as exc:
             raise RunDirError(f"{ckpt_dir / 'last.lstmlab'}: does not match the model of the config "
                               f"({str(exc).splitlines()[0]})") from None
