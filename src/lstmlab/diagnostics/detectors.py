@@ -12,6 +12,9 @@ last position of the sequence):
   (negative) or gained (positive) per step back in time; ``1 / |rate|`` is the number of steps
   over which the gradient changes tenfold.
 
+For an LSTM the same is computed on ``||dL/dc_t||`` and the larger of the two ratios is used
+(see :func:`combine`: the cell state is the LSTM's long-term memory path).
+
 Verdict per direction (the report's verdict is the worst over directions):
 
 * **exploding** if any loss / gradient / tap is non-finite, or ``log10_ratio > +3``
@@ -93,11 +96,30 @@ def decay_stats(norms: np.ndarray | None, reverse: bool = False) -> dict:
     return out
 
 
+def combine(hidden: dict, cell: dict | None = None) -> dict:
+    """Decay of one direction: the ``dL/dh`` stats plus, for an LSTM, the ``dL/dc`` stats under
+    ``"cell"``; ``"effective"`` is the ratio the verdict uses.
+
+    For an LSTM the cell state is the long-term memory path (the constant error carousel): what
+    the cell writes at step 1 is learned from ``dL/dc_1``, so the error that reaches step 1 is the
+    larger of the two.  An LSTM is therefore called vanishing only when *both* profiles fall
+    below the threshold, and exploding when either grows above it (the larger ratio decides
+    both ways).
+    """
+    out = dict(hidden)
+    out["cell"] = cell
+    ratios = [s["log10_ratio"] for s in (hidden, cell) if s and s.get("log10_ratio") is not None]
+    out["effective"] = max(ratios) if ratios else None
+    out["finite"] = bool(hidden.get("finite", True) and (cell is None or cell.get("finite", True)))
+    return out
+
+
 def direction_verdict(stats: dict) -> str:
-    """``healthy`` / ``vanishing`` / ``exploding`` for one direction's :func:`decay_stats`."""
+    """``healthy`` / ``vanishing`` / ``exploding`` for one direction's :func:`decay_stats`
+    (or :func:`combine`, whose ``effective`` ratio is used when present)."""
     if not stats.get("finite", True):
         return "exploding"
-    r = stats.get("log10_ratio")
+    r = stats.get("effective", stats.get("log10_ratio"))
     if r is None:
         return "healthy"
     if r > math.log10(EXPLODING_RATIO):

@@ -199,7 +199,7 @@ def _reason(name: str, st: dict, verdict: str, profile: str) -> str:
     steps = st.get("steps", 0)
     src = " (profile of the end step's loss alone)" if profile == "last_step" else ""
     if not st.get("finite", True):
-        return f"{name}: the gradient through time contains NaN/Inf"
+        return f"{name}: the gradient through time contains NaN/Inf -> exploding"
     r = st.get("log10_ratio")
     if r is None:
         return f"{name}: no gradient reached this layer"
@@ -207,14 +207,20 @@ def _reason(name: str, st: dict, verdict: str, profile: str) -> str:
     hz = st.get("horizon")
     per = f"{10 ** rate:.3g}x per step back" + (f", tenfold every {hz:.0f} steps" if hz and math.isfinite(hz)
                                                 else "")
-    change = {"vanishing": "falls", "exploding": "grows"}.get(verdict, "changes")
-    thr = {"vanishing": f" < {detectors.VANISHING_RATIO:g}",
-           "exploding": f" > {detectors.EXPLODING_RATIO:g}"}.get(verdict, " (within "
-                                                                   f"[{detectors.VANISHING_RATIO:g}, "
-                                                                   f"{detectors.EXPLODING_RATIO:g}])")
-    return (f"{name}: ||dL/dh|| {change} from {st['last']:.3g} at the last processed step to "
-            f"{st['first']:.3g} at the first over {steps} steps: ratio 10^{r:+.1f}{thr}; "
-            f"fitted {per}{src} -> {verdict}")
+    low, high = detectors.VANISHING_RATIO, detectors.EXPLODING_RATIO
+    text = (f"{name}: ||dL/dh|| goes from {st['last']:.3g} at the last processed step to {st['first']:.3g} at "
+            f"the first over {steps} steps: ratio 10^{r:+.1f}, fitted {per}{src}")
+    cell = st.get("cell")
+    if cell and cell.get("log10_ratio") is not None:
+        text += f"; the cell state's ||dL/dc|| ratio is 10^{cell['log10_ratio']:+.1f}"
+    eff = st.get("effective")
+    if verdict == "vanishing":
+        text += f"; effective ratio {10 ** eff:.2g} < {low:g}" if eff is not None else ""
+    elif verdict == "exploding":
+        text += f"; effective ratio {10 ** eff:.2g} > {high:g}" if eff is not None else ""
+    else:
+        text += f"; within [{low:g}, {high:g}]"
+    return text + f" -> {verdict}"
 
 
 def build_report(model: nn.Module, *, loss: float | None, last_step: dict | None = None,
@@ -254,12 +260,15 @@ def judge(report: GradientReport, model: nn.Module | None, dirs: list[Direction]
     extra: list[str] = []
     report.decay = {}
     for d in dirs:
-        dh = report.per_step.get(d.name, {}).get("dL_dh")
+        full = report.per_step.get(d.name, {})
+        dh, dc = full.get("dL_dh"), full.get("dL_dc")
         ls = report.last_step.get(d.name, {})
         use_last = ls.get("dL_dh") is not None
-        prof = ls["dL_dh"] if use_last else dh
-        st = detectors.decay_stats(prof, d.reverse)
-        if dh is not None and not np.all(np.isfinite(dh)):
+        src = ls if use_last else full
+        prof = src.get("dL_dh")
+        st_c = detectors.decay_stats(src["dL_dc"], d.reverse) if src.get("dL_dc") is not None else None
+        st = detectors.combine(detectors.decay_stats(prof, d.reverse), st_c)
+        if any(v is not None and not np.all(np.isfinite(v)) for v in (dh, dc)):
             st["finite"] = False
         v = detectors.direction_verdict(st) if prof is not None else "healthy"
         verdicts[d.name] = v

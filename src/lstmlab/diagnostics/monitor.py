@@ -45,7 +45,9 @@ class GradientMonitor(Callback):
       seen less readily than with :func:`lstmlab.diagnose`, which isolates the end step's loss.
     * ``on_nan``: checked on *every* step (loss and gradients).  ``"fix"``: restore the last good
       weights and optimizer state (snapshots are taken at sampled steps with finite loss and
-      gradients), skip the step, halve the learning rate and record
+      gradients whose loss is at most ``good_loss_factor`` times the lowest loss so far, so a
+      run that blows up before it turns NaN goes back to sane weights), skip the step, halve the
+      learning rate and record
       ``{"step", "event": "restore", "lr", "restored_step"}``; after ``max_restores`` restores
       training stops.  ``"stop"`` also skips the bad step.
     * ``on_slow_loss``: after ``slow_loss_steps`` steps the loss fell by less than
@@ -63,7 +65,7 @@ class GradientMonitor(Callback):
                  slow_loss_drop: float = detectors.SLOW_LOSS_MIN_DROP,
                  growth_window: int = detectors.PARAM_GROWTH_WINDOW,
                  growth_ratio: float = detectors.PARAM_GROWTH_RATIO, clip_to: float = 1.0,
-                 max_restores: int = 10, keep_reports: int = 5) -> None:
+                 max_restores: int = 10, keep_reports: int = 5, good_loss_factor: float = 10.0) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every: expected a positive integer number of steps, got {every!r}")
         self.actions: dict[str, str] = {}
@@ -77,7 +79,8 @@ class GradientMonitor(Callback):
                             ("max_restores", max_restores, 0), ("keep_reports", keep_reports, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{arg}: expected an integer >= {low}, got {v!r}")
-        for arg, v in (("slow_loss_drop", slow_loss_drop), ("growth_ratio", growth_ratio), ("clip_to", clip_to)):
+        for arg, v in (("slow_loss_drop", slow_loss_drop), ("growth_ratio", growth_ratio), ("clip_to", clip_to),
+                       ("good_loss_factor", good_loss_factor)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ValueError(f"{arg}: expected a positive number, got {v!r}")
         self.every = every
@@ -85,6 +88,7 @@ class GradientMonitor(Callback):
         self.slow_loss_steps, self.slow_loss_drop = slow_loss_steps, float(slow_loss_drop)
         self.growth_window, self.growth_ratio = growth_window, float(growth_ratio)
         self.clip_to, self.max_restores, self.keep_reports = float(clip_to), max_restores, keep_reports
+        self.good_loss_factor = float(good_loss_factor)
         self._reset()
 
     # --- state ------------------------------------------------------------------------------------
@@ -97,6 +101,7 @@ class GradientMonitor(Callback):
         self._param_norms: list[float] = []
         self._snapshot: dict | None = None
         self._snapshot_step: int | None = None
+        self._best = math.inf
         self._last_sample: int | None = None
         self._sampling = False
         self._flags: list[tuple[RNNLayer, bool]] = []
@@ -157,9 +162,12 @@ class GradientMonitor(Callback):
         if not finite:
             self._on_nan(step, loss, report)
             return
+        if math.isfinite(loss):
+            self._best = min(self._best, loss)
         if report is not None:
             self._check_report(step, report)
-            if self._snapshot_step is None or step - self._snapshot_step >= self.every:
+            good = loss <= self.good_loss_factor * self._best
+            if good and (self._snapshot_step is None or step - self._snapshot_step >= self.every):
                 self._take_snapshot(step)
         if len(self._losses) == self.slow_loss_steps:
             slow, drop = detectors.slow_loss(self._losses, self.slow_loss_steps, self.slow_loss_drop)
@@ -191,8 +199,8 @@ class GradientMonitor(Callback):
         if report.verdict in ("vanishing", "exploding"):
             bad = [n for n, d in report.decay.items() if d.get("verdict") == report.verdict]
             d = report.decay[bad[0]] if bad else {}
-            r = d.get("log10_ratio")
-            what = f"ratio ||dL/dh_1|| / ||dL/dh_T|| = 10^{r:+.1f}" if r is not None else "non-finite values"
+            r = d.get("effective")
+            what = f"gradient ratio first/last step = 10^{r:+.1f}" if r is not None else "non-finite values"
             self._act(report.verdict, step, f"{report.verdict} gradients in {', '.join(bad) or 'the model'} "
                       f"({what} over {d.get('steps', '?')} steps)", report.remedies)
         pn = report.param_norm

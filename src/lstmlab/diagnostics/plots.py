@@ -47,7 +47,7 @@ def plot_report(report, path=None):
         if dh is None:
             continue
         d = report.decay.get(n, {})
-        ratio = d.get("log10_ratio")
+        ratio = d.get("effective", d.get("log10_ratio"))
         tag = f" ({d.get('verdict', '')}, 10^{ratio:+.1f})" if ratio is not None else f" ({d.get('verdict', '')})"
         last = report.last_step.get(n, {}).get("dL_dh")
         if last is not None:
@@ -55,6 +55,9 @@ def plot_report(report, path=None):
             ax.plot(np.arange(len(dh)), _positive(dh), color=c, lw=1, ls="--", label=f"{n}: full loss")
         else:
             ax.plot(np.arange(len(dh)), _positive(dh), color=c, lw=2, label=f"{n}{tag}")
+        dc = (report.last_step.get(n) or report.per_step[n]).get("dL_dc")
+        if dc is not None:
+            ax.plot(np.arange(len(dc)), _positive(dc), color=c, lw=1, ls=":", label=f"{n}: ||dL/dc_t||")
         bad = np.nonzero(~np.isfinite(np.asarray(dh, dtype=np.float64)))[0]
         if len(bad):
             ax.scatter(bad, np.full(len(bad), np.nanmax(_positive(dh)) if np.any(np.isfinite(_positive(dh)))

@@ -48,8 +48,10 @@ class GradientReport:
       and units) on the original time axis, numpy ``(T,)``; ``dL_dc`` is None for GRU / SimpleRNN.
     * ``last_step``: the same for the loss of the sequence's end alone (filled when the loss reads
       every step, i.e. 3-D output; empty otherwise, where ``per_step`` already is that profile).
-    * ``decay[name]``: :func:`detectors.decay_stats` of the profile the verdict used, plus
-      ``verdict`` and ``profile`` ("last_step" or "all_steps").
+    * ``decay[name]``: :func:`detectors.decay_stats` of the ``dL/dh`` profile the verdict used
+      (``log10_ratio`` = log10 ||dL/dh_1|| / ||dL/dh_T||, ``rate`` per step back, ...), ``cell``:
+      the same for ``dL/dc`` (LSTM), ``effective``: the ratio the verdict used, ``verdict`` and
+      ``profile`` ("last_step" or "all_steps").
     * ``per_gate[name][gate]``: share of saturated units; ``per_gate_step`` the same per step.
     * ``param_norms`` / ``grad_norms``: per layer (direction) and gate block (``W_i, W_f, W_c,
       W_o``; GRU ``W_r, W_z, W_n``; SimpleRNN ``W_h``; each block is ``[W_ih | W_hh]`` rows of
@@ -90,8 +92,10 @@ class GradientReport:
         return self.param_norms.get("model", {}).get("total")
 
     def worst_decay(self) -> float | None:
-        """The log10 ratio that drives the verdict: the largest when exploding, else the smallest."""
-        vals = [d["log10_ratio"] for d in self.decay.values() if d.get("log10_ratio") is not None]
+        """The log10 ratio that drives the verdict (``decay[name]["effective"]``): the largest when
+        exploding, else the smallest."""
+        vals = [d.get("effective", d.get("log10_ratio")) for d in self.decay.values()]
+        vals = [v for v in vals if v is not None]
         if not vals:
             return None
         return max(vals) if self.verdict == "exploding" else min(vals)
@@ -105,7 +109,7 @@ class GradientReport:
                                "param_norm": self.param_norm,
                                "saturation": max(sat) if sat else None}
         for name, d in self.decay.items():
-            out[f"decay/{name}"] = d.get("log10_ratio")
+            out[f"decay/{name}"] = d.get("effective", d.get("log10_ratio"))
         return _jsonable(out)
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +129,8 @@ class GradientReport:
         lines.append(f"thresholds: vanishing if ||dL/dh_first|| / ||dL/dh_last|| < "
                      f"{self.thresholds['vanishing_ratio']:g}, exploding if > "
                      f"{self.thresholds['exploding_ratio']:g} or any value is NaN/Inf "
-                     "(measured in each layer's processing order)")
+                     "(in each layer's processing order; for an LSTM the larger of the dL/dh and dL/dc "
+                     "ratios counts)")
         if self.remedies:
             lines.append("remedies (most effective first):")
             lines += [f"  {k}. {r}" for k, r in enumerate(self.remedies, 1)]
@@ -133,7 +138,7 @@ class GradientReport:
 
     def table(self) -> str:
         """A printable table: decay per direction, then norms per layer and gate block."""
-        head = ("direction", "cell", "T", "|dL/dh_1|", "|dL/dh_T|", "log10 ratio", "per step", "sat max",
+        head = ("direction", "cell", "T", "|dL/dh_1|", "|dL/dh_T|", "log10 h", "log10 c", "per step", "sat max",
                 "verdict")
         rows = [head]
         for name, d in self.decay.items():
@@ -141,7 +146,8 @@ class GradientReport:
             gates = self.per_gate.get(name, {})
             sat = max(gates.items(), key=lambda kv: kv[1]) if gates else None
             rows.append((name, str(info.get("cell", "?")), str(d.get("steps", "")), _fmt(d.get("first")),
-                         _fmt(d.get("last")), _fmt(d.get("log10_ratio"), "+.2f"), _fmt(d.get("rate"), "+.3f"),
+                         _fmt(d.get("last")), _fmt(d.get("log10_ratio"), "+.2f"),
+                         _fmt((d.get("cell") or {}).get("log10_ratio"), "+.2f"), _fmt(d.get("rate"), "+.3f"),
                          f"{sat[1]:.2f} ({sat[0]})" if sat else "-", d.get("verdict", "")))
         out = _grid(rows)
         rows = [("layer / block", "param norm", "grad norm", "grad/param")]
