@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from test_report import make_run  # the same run directory as the report tests
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -184,55 +184,6 @@ def _dup_high(fd: int) -> int:
     import fcntl
 
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
-
-
-# ---------------------------------------------------------------------------------------------
-# a run directory with everything the report can show
-# ---------------------------------------------------------------------------------------------
-def make_run(run_dir: Path) -> Path:
-    """A small run directory: a trained LSTM+Attention model on the adding task, with metrics,
-    gradient-health records and events, a config and a result."""
-    import torch
-
-    import lstmlab as ll
-    from lstmlab.attention import Attention
-    from lstmlab.data import load
-
-    torch.manual_seed(0)
-    data_cfg = {"source": "adding", "length": 20, "n_train": 96, "n_val": 16, "n_test": 16, "seed": 0}
-    splits = load(**data_cfg)
-    model = ll.Sequential([ll.LSTM(8, return_sequences=True, seed=0), Attention(seed=0), ll.Dense(1, seed=0)])
-    model.compile(loss="mse", optimizer="adam", metrics=["mae"], learning_rate=0.01)
-    hist = model.fit(splits.train.x, splits.train.y, epochs=3, batch_size=32, verbose=0,
-                     validation_data=(splits.val.x, splits.val.y), seed=0)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    model.save(run_dir / "model.lstmlab")
-    with open(run_dir / "metrics.jsonl", "w") as fh:
-        for e in range(3):
-            row = {"epoch": e + 1, **{k: v[e] for k, v in hist.history.items()}, "time_s": 0.1,
-                   "gradient_verdict": "exploding" if e == 1 else "healthy"}
-            fh.write(json.dumps(row) + "\n")
-    prof = np.geomspace(1e-3, 1.0, 20)
-    with open(run_dir / "gradient_health.jsonl", "w") as fh:
-        samples = [("healthy", -1.0), ("exploding", 2.5), ("healthy", -0.5), ("vanishing", -4.2)]
-        for s, (v, d) in enumerate(samples):
-            rec = {"epoch": 1 + s // 2, "step": 3 * s, "verdict": v, "loss": 0.3 - 0.05 * s, "decay": d,
-                   "grad_norm": 0.5 + s, "param_norm": 5.0 + 0.1 * s, "decay/lstm/forward": d}
-            if s == 3:
-                rec["per_step"] = {"lstm/forward": {"dL_dh": prof.tolist(), "dL_dc": None}}
-            fh.write(json.dumps(rec) + "\n")
-        fh.write(json.dumps({"step": 3, "event": "clip", "global_clipnorm": 1.0}) + "\n")
-        fh.write(json.dumps({"step": 9, "event": "vanishing", "action": "warn",
-                             "message": "vanishing gradients in lstm/forward",
-                             "remedies": ["use an LSTM/GRU", "chrono init"]}) + "\n")
-    (run_dir / "config.resolved.json").write_text(json.dumps({"data": data_cfg, "model": {"layers": []},
-                                                              "train": {"epochs": 3, "loss": "mse"}}))
-    (run_dir / "config.resolved.toml").write_text('[data]\nsource = "adding"\nlength = 20\n\n'
-                                                  '[train]\nepochs = 3\n')
-    (run_dir / "result.json").write_text(json.dumps({"status": "completed", "epochs": 3,
-                                                     "test": {"loss": 0.12, "mae": 0.25},
-                                                     "baseline": {"mse_predict_one": 0.167}}))
-    return run_dir
 
 
 @pytest.fixture(scope="module")

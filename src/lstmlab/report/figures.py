@@ -180,9 +180,11 @@ def attention_series(values, weights, title: str | None = None, path=None, featu
     top = float(w.max()) if w.max() > 0 else 1.0
     fig = _figure(width, 3.2)
     ax, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[2.2, 1])
-    for t in range(steps):
-        if w[t] > 0:
-            ax.axvspan(t - 0.5, t + 0.5, color="tab:orange", alpha=0.6 * w[t] / top, lw=0)
+    lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+    pad = 0.05 * (hi - lo) if hi > lo else 0.5
+    # one image behind the lines: step t shaded by w[t] / max(w)
+    ax.imshow((w / top)[None, :], extent=(-0.5, steps - 0.5, lo - pad, hi + pad), aspect="auto",
+              cmap="Oranges", vmin=0.0, vmax=1.6, interpolation="nearest", zorder=0)
     show = min(v.shape[1], 8)
     names = list(feature_names or [f"x[{k}]" for k in range(v.shape[1])])
     for k in range(show):
