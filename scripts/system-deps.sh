@@ -5,6 +5,7 @@ set -u
 need=()
 [ -d /usr/share/games/fortunes ] || need+=(fortunes)
 [ -f /usr/share/wordnet/data.noun ] || need+=(wordnet-base)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # headless browser for tests/test_browser.py
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "system-deps: cannot install ${need[*]} (need root and apt-get); tests using them will skip" >&2
