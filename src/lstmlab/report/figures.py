@@ -122,22 +122,25 @@ def _show_token(tok: str) -> str:
 
 
 def attention_text(tokens: Sequence[str], weights, title: str | None = None, path=None,
-                   width: float = 9.0, chars_per_line: int = 80):
+                   width: float = 9.0, fontsize: float = 9.0):
     """Tokens laid out like text, each on a background whose darkness is its attention weight.
 
     ``tokens`` and ``weights`` (T,) are aligned; extra weights (padding) are ignored.
     """
     from matplotlib import colormaps
 
+    char_in = 0.6 * fontsize / 72  # width of one monospace character, inches
+    chars_per_line = max(20, int((width - 0.4) / char_in))
     tokens = [str(t) for t in tokens]
     w = _weights_1d(weights, len(tokens))
     if len(w) < len(tokens):
         w = np.concatenate([w, np.zeros(len(tokens) - len(w))])
     top = float(w.max()) if len(w) and w.max() > 0 else 1.0
+    gap = 0 if all(len(t) <= 1 for t in tokens) else 1  # characters: no gaps between them
     lines: list[list[int]] = [[]]
     used = 0
     for k, tok in enumerate(tokens):
-        n = len(_show_token(tok)) + 1
+        n = len(_show_token(tok)) + gap
         if used + n > chars_per_line and lines[-1]:
             lines.append([])
             used = 0
@@ -154,17 +157,20 @@ def attention_text(tokens: Sequence[str], weights, title: str | None = None, pat
         for k in idx:
             s = _show_token(tokens[k])
             level = w[k] / top
-            ax.text(x, row + 0.5, s, family="monospace", fontsize=9, va="center", ha="left",
+            ax.text(x, row + 0.5, s, family="monospace", fontsize=fontsize, va="center", ha="left",
                     color="white" if level > 0.6 else "black",
-                    bbox={"boxstyle": "square,pad=0.15", "facecolor": cmap(0.05 + 0.9 * level),
-                          "edgecolor": "none"})
-            x += len(s) + 1
+                    bbox={"boxstyle": f"square,pad={0.15 if gap else 0.0}", "edgecolor": "none",
+                          "facecolor": cmap(0.05 + 0.9 * level)})
+            x += len(s) + gap
     peak = int(np.argmax(w)) if len(w) else 0
     head = title or "attention over the input"
     if len(w):
         head += f"  (peak {w[peak]:.2f} on token {peak}: {_show_token(tokens[peak])!r})"
     ax.set_title(head, fontsize=9, loc="left")
     return _finish(fig, path)
+
+
+_LINE_COLORS = ("#1f3b73", "#2e7d32", "#6a1b9a", "#000000", "#00838f", "#8d6e63", "#c2185b", "#546e7a")
 
 
 def attention_series(values, weights, title: str | None = None, path=None, feature_names=None,
@@ -184,11 +190,12 @@ def attention_series(values, weights, title: str | None = None, path=None, featu
     pad = 0.05 * (hi - lo) if hi > lo else 0.5
     # one image behind the lines: step t shaded by w[t] / max(w)
     ax.imshow((w / top)[None, :], extent=(-0.5, steps - 0.5, lo - pad, hi + pad), aspect="auto",
-              cmap="Oranges", vmin=0.0, vmax=1.6, interpolation="nearest", zorder=0)
+              cmap="Oranges", vmin=0.0, vmax=2.2, interpolation="nearest", zorder=0)
     show = min(v.shape[1], 8)
     names = list(feature_names or [f"x[{k}]" for k in range(v.shape[1])])
     for k in range(show):
-        ax.plot(np.arange(steps), v[:, k], lw=1.2, label=names[k] if k < len(names) else f"x[{k}]")
+        ax.plot(np.arange(steps), v[:, k], lw=1.3, color=_LINE_COLORS[k % len(_LINE_COLORS)],
+                label=names[k] if k < len(names) else f"x[{k}]")
     if show < v.shape[1]:
         ax.text(0.99, 0.02, f"first {show} of {v.shape[1]} features", transform=ax.transAxes, ha="right",
                 fontsize=7)
