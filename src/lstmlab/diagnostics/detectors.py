@@ -142,14 +142,16 @@ def slow_loss(losses: list[float], steps: int = SLOW_LOSS_STEPS,
               min_drop: float = SLOW_LOSS_MIN_DROP) -> tuple[bool, float]:
     """Has the loss fallen by less than ``min_drop`` (relative) after ``steps`` steps?
 
-    Compares the mean of the first 5 losses with the mean of the last 10 (both finite only).
-    Returns ``(is_slow, relative_drop)``; ``is_slow`` is False until ``steps`` losses exist.
+    Compares the mean of the first quarter of the first ``steps`` losses with the mean of their
+    last quarter (finite values only; quarters average out minibatch noise).  Returns
+    ``(is_slow, relative_drop)``; ``is_slow`` is False until ``steps`` losses exist.
     """
-    vals = [v for v in losses if math.isfinite(v)]
+    vals = [v for v in losses[:steps] if math.isfinite(v)]
     if len(losses) < steps or len(vals) < 2:
         return False, 0.0
-    start = float(np.mean(vals[:5]))
-    recent = float(np.mean(vals[-10:]))
+    w = max(1, len(vals) // 4)
+    start = float(np.mean(vals[:w]))
+    recent = float(np.mean(vals[-w:]))
     if start <= 0:
         return False, 0.0
     drop = (start - recent) / start

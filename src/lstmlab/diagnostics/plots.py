@@ -153,7 +153,7 @@ def plot_history(history, path=None):
 
         ax.axhline(math.log10(VANISHING_RATIO), color="tab:blue", ls=":", lw=1, label="vanishing threshold")
         ax.axhline(math.log10(EXPLODING_RATIO), color="tab:red", ls=":", lw=1, label="exploding threshold")
-        ax.set_ylabel("log10 ||dL/dh_1|| / ||dL/dh_T||")
+        ax.set_ylabel("log10 gradient ratio first/last step")
         ax.set_xlabel("training step")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
