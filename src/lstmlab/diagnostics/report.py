@@ -134,6 +134,8 @@ class GradientReport:
         if self.remedies:
             lines.append("remedies (most effective first):")
             lines += [f"  {k}. {r}" for k, r in enumerate(self.remedies, 1)]
+        else:
+            lines.append("remedies: none needed")
         return "\n".join(lines)
 
     def table(self) -> str:
