@@ -237,3 +237,36 @@ def test_report_of_a_real_training_run(tmp_path):
     assert "<figure>" in sec["curves"] and "<figure>" in sec["gates"]
     assert "no Attention layer" in sec["attention"]
     assert "Gradient flow through time" in sec["gradients"] and "<figure>" in sec["gradients"]
+
+
+def test_report_of_a_multi_model_run_like_the_demo(tmp_path):
+    """Several models side by side (SimpleRNN.lstmlab, LSTM.lstmlab, results.json with history,
+    records and settings, diagnose_*.json): every model gets its curves, health and gates."""
+    from lstmlab.diagnostics import diagnose
+
+    run = tmp_path / "demo"
+    run.mkdir()
+    x = np.random.default_rng(0).uniform(size=(8, 10, 2)).astype(np.float32)
+    y = np.zeros((8, 1), np.float32)
+    results = {"summary": {"task": "adding", "steps": 10, "models": {}}, "history": {}, "records": {},
+               "settings": {"steps": 10, "seed": 0, "models": ["SimpleRNN", "LSTM"]}}
+    for name, cls in (("SimpleRNN", ll.SimpleRNN), ("LSTM", ll.LSTM)):
+        model = ll.Sequential([cls(4, seed=0), ll.Dense(1, seed=0)])
+        model.compile(loss="mse")
+        rep = diagnose(model, x, y)
+        model.save(run / f"{name}.lstmlab")
+        (run / f"diagnose_{name}.json").write_text(json.dumps({"end": rep.to_dict()}))
+        results["summary"]["models"][name] = {"test_mse": 0.1, "verdict": rep.verdict}
+        results["history"][name] = {"loss": [0.5, 0.3], "val_loss": [0.6, 0.4]}
+        results["records"][name] = [{"step": 0, "verdict": "healthy", "decay": -1.0, "grad_norm": 0.1},
+                                    {"step": 2, "verdict": rep.verdict, "decay": -2.0, "grad_norm": 0.2}]
+    (run / "results.json").write_text(json.dumps(results))
+    page = build_html(run, examples=1)
+    sec = _sections(page)
+    assert "SimpleRNN" in sec["summary"] and "test_mse" in sec["summary"]
+    assert sec["curves"].count("<figure>") == 1 and "SimpleRNN, LSTM" in sec["curves"]
+    assert "diagnose_SimpleRNN.json, diagnose_LSTM.json" in sec["gradients"]
+    assert sec["gates"].count("<figure>") == 2 and "<h3>LSTM</h3>" in sec["gates"]
+    assert "None of the models (SimpleRNN, LSTM) has an Attention layer" in sec["attention"]
+    assert "settings (results.json)" in sec["config"]
+    assert len(_images(page)) == 5

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["attention_text", "attention_series", "gate_heatmap", "gradient_flow", "training_curves",
-           "health_timeline", "png_bytes", "data_uri", "read_jsonl", "flow_profiles"]
+           "health_timeline", "compare_curves", "png_bytes", "data_uri", "read_jsonl", "flow_profiles"]
 
 VERDICT_COLORS = {"healthy": "#2e7d32", "vanishing": "#1565c0", "exploding": "#c62828", "nan": "#6a1b9a"}
 
@@ -239,7 +239,7 @@ def gate_heatmap(entry: Mapping[str, Any], example: int = 0, title: str | None =
     arrays = {k: np.asarray(entry[k], dtype=np.float64)[example, :n] for k in rows}  # (n, H)
     units = arrays[rows[0]].shape[1]
     shown = min(units, max_units)
-    panels = [g for g in gates if g in arrays]
+    panels = [g for g in gates if g in arrays] or [k for k in ("h",) if k in arrays]  # SimpleRNN: h
     fig = _figure(width, 1.2 + 0.32 * len(rows) + 1.05 * len(panels))
     axes = fig.subplots(1 + len(panels), 1, sharex=True, squeeze=False,
                         height_ratios=[max(1.2, 0.32 * len(rows))] + [1.0] * len(panels))[:, 0]
@@ -389,26 +389,65 @@ def training_curves(rows: Iterable[Mapping[str, Any]] | str | os.PathLike, title
     return _finish(fig, path)
 
 
-def health_timeline(records: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]] = (),
-                    title: str | None = None, path=None, width: float = 9.0):
+def compare_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], keys: Sequence[str] = ("loss",),
+                   title: str | None = None, path=None, width: float = 9.0):
+    """Several runs on shared axes: ``histories[name][key]`` is a per-epoch list (Keras History
+    style); train solid, ``val_<key>`` dashed, one colour per run."""
+    if not histories:
+        raise ValueError("histories: no runs to compare")
+    keys = [k for k in keys if any(h.get(k) for h in histories.values())] or ["loss"]
+    fig = _figure(width, 2.6 * len(keys) + 0.4)
+    axes = fig.subplots(len(keys), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, key in zip(axes, keys, strict=True):
+        positive = True
+        for c, (name, hist) in enumerate(histories.items()):
+            for k, style in ((key, "-"), (f"val_{key}", "--")):
+                vals = np.array([_num(v) for v in hist.get(k) or []])
+                if vals.size and np.any(np.isfinite(vals)):
+                    positive &= bool(np.all(vals[np.isfinite(vals)] > 0))
+                    ax.plot(np.arange(1, len(vals) + 1), vals, style, color=f"C{c % 10}", marker="o", ms=3,
+                            label=f"{name} {k}")
+        if key == "loss" and positive:
+            ax.set_yscale("log")
+        ax.set_ylabel(key)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[0].set_title(title or "training curves", fontsize=10, loc="left")
+    axes[-1].set_xlabel("epoch")
+    _int_ticks(axes[-1])
+    return _finish(fig, path)
+
+
+def health_timeline(records: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]],
+                    events: Sequence[Mapping[str, Any]] = (), title: str | None = None, path=None,
+                    width: float = 9.0):
     """Gradient decay ``log10 ||dL/dh_1|| / ||dL/dh_T||`` per GradientMonitor sample (points coloured
-    by verdict), the gradient norm, and a vertical line for every event (remedy applied, finding)."""
-    if not records and not events:
+    by verdict), the gradient norm, and a vertical line for every event (remedy applied, finding).
+
+    ``records``: one run's records, or ``{run name: records}`` to compare runs."""
+    groups = dict(records) if isinstance(records, Mapping) else {"": list(records)}
+    if not any(groups.values()) and not events:
         raise ValueError("records: no gradient-health samples to plot")
-    steps = np.array([_num(r.get("step")) for r in records])
     fig = _figure(width, 4.2)
     ax, ax2 = fig.subplots(2, 1, sharex=True)
-    keys = sorted({k for r in records for k in r if k.startswith("decay/")}) or ["decay"]
-    for k, key in enumerate(keys):
-        vals = np.array([_num(r.get(key)) for r in records])
-        if np.any(np.isfinite(vals)):
-            ax.plot(steps, vals, lw=1, color=f"C{k % 10}", alpha=0.6, label=key)
-    dec = np.array([_num(r.get("decay")) for r in records])
-    for verdict, color in VERDICT_COLORS.items():
-        sel = np.array([r.get("verdict") == verdict for r in records], dtype=bool)
-        if sel.any():
-            y = np.where(np.isfinite(dec[sel]), dec[sel], 0.0)
-            ax.scatter(steps[sel], y, s=18, color=color, zorder=3, label=verdict)
+    seen: set[str] = set()
+    for g, (group, recs) in enumerate(groups.items()):
+        steps = np.array([_num(r.get("step")) for r in recs])
+        keys = sorted({k for r in recs for k in r if k.startswith("decay/")}) or ["decay"]
+        for k, key in enumerate(keys):
+            vals = np.array([_num(r.get(key)) for r in recs])
+            if np.any(np.isfinite(vals)):
+                label = f"{group} {key}".strip() if group else key
+                ax.plot(steps, vals, lw=1, color=f"C{(g + k) % 10}", alpha=0.7, label=label)
+        dec = np.array([_num(r.get("decay")) for r in recs])
+        for verdict, color in VERDICT_COLORS.items():
+            sel = np.array([r.get("verdict") == verdict for r in recs], dtype=bool)
+            if sel.any():
+                y = np.where(np.isfinite(dec[sel]), dec[sel], 0.0)
+                ax.scatter(steps[sel], y, s=18, color=color, zorder=3,
+                           label=None if verdict in seen else verdict)
+                seen.add(verdict)
     try:
         from ..diagnostics.detectors import EXPLODING_RATIO, VANISHING_RATIO
 
@@ -421,10 +460,13 @@ def health_timeline(records: Sequence[Mapping[str, Any]], events: Sequence[Mappi
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title or "gradient health during training", fontsize=10, loc="left")
-    for key in ("grad_norm", "param_norm"):
-        vals = _positive([_num(r.get(key)) for r in records])
-        if np.any(np.isfinite(vals)):
-            ax2.plot(steps, vals, marker=".", label=key)
+    for g, (group, recs) in enumerate(groups.items()):
+        steps = np.array([_num(r.get("step")) for r in recs])
+        for k, key in enumerate(("grad_norm", "param_norm")):
+            vals = _positive([_num(r.get(key)) for r in recs])
+            if np.any(np.isfinite(vals)):
+                ax2.plot(steps, vals, marker=".", color=f"C{(2 * g + k) % 10}",
+                         label=f"{group} {key}".strip())
     ax2.set_yscale("log")
     ax2.set_ylabel("norm")
     ax2.set_xlabel("training step")

@@ -97,8 +97,15 @@ class RunData:
     events: list[dict] = field(default_factory=list)
     diagnose_files: list[Path] = field(default_factory=list)
     data_meta: dict | None = None
-    model_path: Path | None = None
+    models: dict[str, Path] = field(default_factory=dict)
     state: dict | None = None
+    histories: dict[str, dict[str, list]] = field(default_factory=dict)
+    health_groups: dict[str, list[dict]] = field(default_factory=dict)
+
+    @property
+    def model_path(self) -> Path | None:
+        """The run's (first) model file."""
+        return next(iter(self.models.values()), None)
 
 
 def read_run(run_dir: str | os.PathLike) -> RunData:
@@ -136,6 +143,9 @@ def read_run(run_dir: str | os.PathLike) -> RunData:
         run.events += [e for e in run.result["events"] if isinstance(e, dict)]
     run.events.sort(key=lambda e: F._num(e.get("step")) if math.isfinite(F._num(e.get("step"))) else 0.0)
     run.diagnose_files = sorted(rd.glob("diagnose*.json"))
+    order = [str(m) for m in (_get(run.result, "settings", "models") or [])]
+    run.diagnose_files.sort(key=lambda p: next((k for k, m in enumerate(order) if p.stem.endswith(m)),
+                                               len(order)))
     meta = _read_json(rd / "data_meta.json")
     run.data_meta = meta if isinstance(meta, dict) else None
     state = _read_json(rd / "checkpoints" / "state.json")
@@ -143,12 +153,30 @@ def read_run(run_dir: str | os.PathLike) -> RunData:
     ckpt = rd / "checkpoints"
     for cand in (rd / "model.lstmlab", ckpt / "best.lstmlab", ckpt / "last.lstmlab"):
         if cand.is_file():
-            run.model_path = cand
+            run.models = {"model": cand}
             break
-    else:
-        found = sorted(rd.glob("*.lstmlab"))
-        run.model_path = found[0] if found else None
+    else:  # several models side by side (e.g. lstmlab demo: SimpleRNN.lstmlab, GRU.lstmlab, ...)
+        found = {p.stem: p for p in sorted(rd.glob("*.lstmlab"))}
+        order = list(_get(run.result, "settings", "models") or [])
+        run.models = {k: found[k] for k in order if k in found}
+        run.models.update({k: v for k, v in found.items() if k not in run.models})
+    res = run.result or {}
+    hist = res.get("history")
+    if isinstance(hist, dict) and hist and all(isinstance(v, dict) for v in hist.values()):
+        run.histories = {str(k): v for k, v in hist.items()}
+    recs = res.get("records")
+    if not run.health and isinstance(recs, dict):
+        run.health_groups = {str(k): [r for r in v if isinstance(r, dict)] for k, v in recs.items()
+                             if isinstance(v, list)}
     return run
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,13 +282,30 @@ def _summary(run: RunData) -> Section:
             rows.append(["run", k, res[k]])
     if rows:
         body += "<h3>Final metrics</h3>" + table(["split", "metric", "value"], rows)
-    elif not run.result:
+    models = res.get("models") or _get(res, "summary", "models")
+    if isinstance(models, dict) and models and all(isinstance(v, dict) for v in models.values()):
+        cols: list[str] = []
+        for v in models.values():
+            cols += [k for k, x in v.items() if k not in cols and not isinstance(x, (dict, list))]
+        mrows = [[name] + [badge(v.get(c)) if c == "verdict" else v.get(c) for c in cols]
+                 for name, v in models.items()]
+        raw = tuple(k + 1 for k, c in enumerate(cols) if c == "verdict")
+        body += "<h3>Models</h3>" + table(["model"] + cols, mrows, raw_cols=raw)
+        for k in ("task", "steps", "baseline_mse"):
+            v = res.get(k, _get(res, "summary", k))
+            if v is not None:
+                body += f"<p>{esc(k)}: <b>{esc(_fmt(v))}</b></p>"
+    elif not rows and not run.result:
         body += note("No result.json in this run directory (the run may still be going or was cut short); "
                      "final metrics are not available.")
     return Section("summary", "Summary and test metrics", body)
 
 
 def _config(run: RunData) -> Section:
+    settings = _get(run.result, "settings")
+    if run.config_text is None and isinstance(settings, dict):
+        return Section("config", "Config", "<p class=\"sub\">settings (results.json)</p>"
+                       f"<pre>{esc(json.dumps(settings, indent=1))}</pre>")
     if run.config_text is None:
         return Section("config", "Config", note("No config.resolved.toml / .json in this run directory."))
     body = f"<p class=\"sub\">{esc(run.config_file)}</p><pre>{esc(run.config_text)}</pre>"
@@ -268,6 +313,15 @@ def _config(run: RunData) -> Section:
 
 
 def _curves(run: RunData) -> Section:
+    if not run.metrics and run.histories:
+        keys = []
+        for h in run.histories.values():
+            keys += [k for k in h if not k.startswith("val_") and k not in keys]
+        fig = F.compare_curves(run.histories, keys=(["loss"] if "loss" in keys else []) +
+                               [k for k in keys if k != "loss"][:2])
+        return Section("curves", "Training curves", fig_html(
+            fig, f"Per-epoch curves of {', '.join(run.histories)} (solid: training, dashed: validation).",
+            "training curves"))
     if not run.metrics:
         return Section("curves", "Training curves", note("No metrics.jsonl (or it is empty): no curves."))
     fig = F.training_curves(run.metrics)
@@ -285,13 +339,24 @@ def _flow_source(run: RunData, model, examples) -> tuple[Any, str] | None:
     for rec in reversed(run.health):
         if isinstance(rec.get("per_step"), dict):
             return rec, f"GradientMonitor sample at training step {rec.get('step')}"
+    found = []
     for path in run.diagnose_files:
         d = _read_json(path)
         if isinstance(d, dict):
             cands = [d] if "per_step" in d else [v for v in d.values()
                                                  if isinstance(v, dict) and "per_step" in v]
             if cands:
-                return cands[-1], f"{path.name}"
+                found.append((path, cands[-1]))
+    if len(found) == 1:
+        return found[0][1], found[0][0].name
+    if found:  # several models: their profiles on one plot
+        profiles = {}
+        for path, rep in found:
+            model = path.stem.removeprefix("diagnose").strip("_-") or path.stem
+            for name, prof in F.flow_profiles(rep).items():
+                verdict = _get(rep, "decay", name, "verdict") or rep.get("verdict", "")
+                profiles[f"{model} {name} ({verdict})"] = prof
+        return profiles, ", ".join(p.name for p, _ in found)
     if model is not None and examples is not None:
         try:
             from ..diagnostics import diagnose
@@ -336,6 +401,21 @@ def _health(run: RunData, model, examples) -> Section:
             head = ["epoch", "step", "verdict", "log10 decay", "grad norm", "loss"]
             body.append("<h3>Verdict timeline</h3><p class=\"sub\">Each row is a sample where the verdict "
                         "changed.</p>" + table(head, changes, raw_cols=(2,)))
+    elif run.health_groups:
+        fig = F.health_timeline(run.health_groups)
+        cap = ("Gradient decay log10(||dL/dh_1|| / ||dL/dh_T||) per GradientMonitor sample of each model "
+               f"({', '.join(run.health_groups)}), points coloured by verdict.")
+        body.append(fig_html(fig, cap, "gradient health timeline"))
+        rows = []
+        for name, recs in run.health_groups.items():
+            counts: dict[str, int] = {}
+            for r in recs:
+                counts[str(r.get("verdict"))] = counts.get(str(r.get("verdict")), 0) + 1
+            last = recs[-1] if recs else {}
+            rows.append([name, len(recs), " ".join(f"{badge(k)}&nbsp;{v}" for k, v in counts.items()),
+                         badge(last.get("verdict", "-")), last.get("decay")])
+        body.append(table(["model", "samples", "verdicts", "last verdict", "last log10 decay"], rows,
+                          raw_cols=(2, 3)))
     else:
         body.append(note("No gradient_health.jsonl records: the GradientMonitor was off or the run wrote "
                          "none."))
@@ -377,11 +457,32 @@ def _health(run: RunData, model, examples) -> Section:
     return Section("gradients", "Gradient health", "".join(body))
 
 
+def _data_table(run: RunData) -> dict | None:
+    """The ``[data]`` table of the run's config; for a run without one (``lstmlab demo``) a small
+    table rebuilt from ``results.json`` (task, steps, seed), or None."""
+    data = _get(run.config, "data")
+    if isinstance(data, dict) and "source" in data:
+        return dict(data)
+    res = run.result or {}
+    task = res.get("task") or _get(res, "summary", "task")
+    if not isinstance(task, str):
+        return None
+    from ..data import resolve_source
+
+    try:
+        src = resolve_source(task)
+    except ValueError:
+        return None
+    steps = _get(res, "settings", "steps") or res.get("steps") or _get(res, "summary", "steps")
+    seed = _get(res, "settings", "seed")
+    table = {"source": src.name, "length": steps, "seed": seed, "n_train": 16, "n_val": 16, "n_test": 16}
+    return {k: v for k, v in table.items() if v is not None and (k == "source" or k in src.options)}
+
+
 def _load_examples(run: RunData, n: int) -> tuple[dict | None, str | None]:
     """A few examples from the run's data: ``{"x", "y", "lengths", "split", "meta", ...}`` or a reason."""
-    cfg = run.config or {}
-    data = cfg.get("data") if isinstance(cfg, dict) else None
-    if not isinstance(data, dict) or "source" not in data:
+    data = _data_table(run)
+    if data is None:
         return None, "the config has no [data] table with a source"
     from ..data import load
 
@@ -444,60 +545,65 @@ def _pred_text(meta: Mapping, pred: np.ndarray | None, b: int) -> str:
     return ""
 
 
-def _attention(run: RunData, model, ex: dict | None, why: str | None) -> Section:
-    title = "Attention"
-    if model is None:
-        return Section("attention", title, note("No model file in this run directory; nothing to explain."))
-    from ..attention import attention_layers, explain
+def _attention_one(model, ex: dict, label: str) -> list[str]:
+    from ..attention import explain
 
-    if not attention_layers(model):
-        return Section("attention", title, note(
-            "This model has no Attention layer. Add ll.Attention() after a recurrent layer with "
-            "return_sequences=True to see which steps each prediction draws on."))
-    if ex is None:
-        return Section("attention", title, note(f"No examples to explain: {why}."))
     meta = ex["meta"]
     weights = explain(model, ex["x"], lengths=ex["lengths"])
     pred = _predict(model, ex)
-    body = [f"<p class=\"sub\">Attention weights of the first {len(weights)} {esc(ex['split'])} examples "
-            "(each row sums to 1 over the valid steps).</p>"]
+    out = []
     for b in range(len(weights)):
         n = int(ex["lengths"][b]) if ex["lengths"] is not None else weights.shape[1]
-        head = f"example {b}: label {_label(meta, ex['y'][b])}"
+        head = f"{label}example {b}: label {_label(meta, ex['y'][b])}"
         extra = _pred_text(meta, pred, b)
         head += f", {extra}" if extra else ""
         x = np.asarray(ex["x"][b])
-        if x.ndim == 1:  # token ids
-            fig = F.attention_text(_tokens(meta, x[:n]), weights[b, :n], title=head)
-        else:
-            fig = F.attention_series(x[:n], weights[b, :n], title=head,
-                                     feature_names=meta.get("feature_names"))
         w = weights[b, :n]
+        if x.ndim == 1:  # token ids
+            fig = F.attention_text(_tokens(meta, x[:n]), w, title=head)
+        else:
+            fig = F.attention_series(x[:n], w, title=head, feature_names=meta.get("feature_names"))
         peak = int(np.argmax(w))
         cap = (f"{head}. Shading (and bars) = attention weight of each step; peak at step {peak} "
                f"(weight {w[peak]:.2f}, uniform would be {1 / max(n, 1):.2f}).")
-        body.append(fig_html(fig, cap, f"attention example {b}"))
+        out.append(fig_html(fig, cap, f"attention {label}example {b}"))
+    return out
+
+
+def _attention(models: dict[str, Any], ex: dict | None, why: str | None) -> Section:
+    title = "Attention"
+    if not models:
+        return Section("attention", title, note("No model file in this run directory; nothing to explain."))
+    from ..attention import attention_layers
+
+    with_att = {k: m for k, m in models.items() if attention_layers(m)}
+    if not with_att:
+        names = ", ".join(models)
+        which = "This model has no" if len(models) == 1 else f"None of the models ({names}) has an"
+        return Section("attention", title, note(
+            f"{which} Attention layer. Add ll.Attention() after a recurrent layer with "
+            "return_sequences=True to see which steps each prediction draws on."))
+    if ex is None:
+        return Section("attention", title, note(f"No examples to explain: {why}."))
+    body = [f"<p class=\"sub\">Attention weights on the first {len(ex['x'])} {esc(ex['split'])} examples "
+            "(each row sums to 1 over the valid steps, 0 on padding).</p>"]
+    for name, model in with_att.items():
+        label = f"{name}: " if len(models) > 1 else ""
+        if label:
+            body.append(f"<h3>{esc(name)}</h3>")
+        body += _attention_one(model, ex, label)
     return Section("attention", title, "".join(body))
 
 
-def _gates(run: RunData, model, ex: dict | None, why: str | None, max_directions: int = 3) -> Section:
-    title = "Gate activations"
-    if model is None:
-        return Section("gates", title, note("No model file in this run directory; no gates to show."))
-    if ex is None:
-        return Section("gates", title, note(f"No examples to trace: {why}."))
+def _gates_one(model, ex: dict, label: str, max_directions: int) -> list[str]:
     from ..trace import trace
 
     tr = trace(model, ex["x"][:1], lengths=None if ex["lengths"] is None else ex["lengths"][:1])
-    if not tr:
-        return Section("gates", title, note("The model has no recurrent layer."))
-    body = [f"<p class=\"sub\">Gates and states of {esc(ex['split'])} example 0 "
-            f"(label {esc(_label(ex['meta'], ex['y'][0]))}), recomputed step by step from the weights. "
-            "Forget gates near 1 keep the cell state; near 0 they erase it.</p>"]
+    out = []
     for name, entry in list(tr.items())[:max_directions]:
-        fig = F.gate_heatmap(entry, 0, title=f"{name} ({entry['cell'].upper()}), example 0")
-        cap = f"{name}: mean activation per gate (top) and per unit (below) at each step."
-        body.append(fig_html(fig, cap, f"gate heat map {name}"))
+        fig = F.gate_heatmap(entry, 0, title=f"{label}{name} ({entry['cell'].upper()}), example 0")
+        cap = f"{label}{name}: mean activation per gate (top) and per unit (below) at each step."
+        out.append(fig_html(fig, cap, f"gate heat map {label}{name}"))
         stats = []
         mask = entry["mask"][0]
         for g in list(entry["gates"]) + ["h"]:
@@ -506,21 +612,47 @@ def _gates(run: RunData, model, ex: dict | None, why: str | None, max_directions
                 sat = float(np.mean((v < 0.05) | (v > 0.95))) if g not in ("g", "n", "h") else \
                     float(np.mean(np.abs(v) > 0.95))
                 stats.append([F.GATE_LABELS.get(g, g), float(v.mean()), float(v.min()), float(v.max()), sat])
-        body.append(table(["gate / state", "mean", "min", "max", "saturated share"], stats))
+        out.append(table(["gate / state", "mean", "min", "max", "saturated share"], stats))
     if len(tr) > max_directions:
-        body.append(note(f"{len(tr) - max_directions} more recurrent directions not shown."))
+        out.append(note(f"{len(tr) - max_directions} more recurrent directions not shown."))
+    return out
+
+
+def _gates(models: dict[str, Any], ex: dict | None, why: str | None) -> Section:
+    title = "Gate activations"
+    if not models:
+        return Section("gates", title, note("No model file in this run directory; no gates to show."))
+    if ex is None:
+        return Section("gates", title, note(f"No examples to trace: {why}."))
+    body = [f"<p class=\"sub\">Gates and states on {esc(ex['split'])} example 0 "
+            f"(label {esc(_label(ex['meta'], ex['y'][0]))}), recomputed step by step from the weights. "
+            "Forget gates near 1 keep the cell state; near 0 they erase it.</p>"]
+    for name, model in models.items():
+        label = f"{name}: " if len(models) > 1 else ""
+        if label:
+            body.append(f"<h3>{esc(name)}</h3>")
+        try:
+            body += _gates_one(model, ex, label, 3 if len(models) == 1 else 1)
+        except ValueError as exc:
+            body.append(note(f"{label}{exc}"))
     return Section("gates", title, "".join(body))
 
 
-def _model(model, run: RunData, error: str | None) -> Section:
-    if model is None:
-        msg = f"Could not load the model: {error}" if error else "No model file (model.lstmlab) in this run."
-        return Section("model", "Model", note(msg))
-    try:
-        text = model.summary(print_fn=None)
-    except Exception:  # noqa: BLE001
-        text = repr(model)
-    return Section("model", "Model", f"<p class=\"sub\">{esc(run.model_path.name)}</p><pre>{esc(text)}</pre>")
+def _model(models: dict[str, Any], run: RunData, errors: dict[str, str]) -> Section:
+    body = []
+    for name, path in run.models.items():
+        model = models.get(name)
+        if model is None:
+            body.append(note(f"Could not load {path.name}: {errors.get(name, 'unknown error')}"))
+            continue
+        try:
+            text = model.summary(print_fn=None)
+        except Exception:  # noqa: BLE001
+            text = repr(model)
+        body.append(f"<p class=\"sub\">{esc(path.name)}</p><pre>{esc(text)}</pre>")
+    if not body:
+        body.append(note("No model file (model.lstmlab) in this run directory."))
+    return Section("model", "Model", "".join(body))
 
 
 def _guard(key: str, title: str, make: Callable[[], Section]) -> Section:
@@ -535,24 +667,32 @@ def _guard(key: str, title: str, make: Callable[[], Section]) -> Section:
 # ---------------------------------------------------------------------------------------------
 # the page
 # ---------------------------------------------------------------------------------------------
+def _load_models(run: RunData, limit: int = 4) -> tuple[dict[str, Any], dict[str, str]]:
+    """Load up to ``limit`` of the run's models (eval mode); errors by name for the others."""
+    from .. import attention  # noqa: F401 - registers the Attention layer for load_model
+    from ..model import load_model
+
+    models, errors = {}, {}
+    for name, path in list(run.models.items())[:limit]:
+        try:
+            try:
+                model = load_model(path)
+            except Exception:  # noqa: BLE001 - the weights may still load without the optimizer
+                model = load_model(path, compile=False)
+            model.eval()
+            models[name] = model
+        except Exception as exc:  # noqa: BLE001
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    return models, errors
+
+
 def build_html(run_dir: str | os.PathLike, examples: int = 3, title: str | None = None) -> str:
     """The report page for ``run_dir`` as one HTML string."""
     run = read_run(run_dir)
-    model, model_error = None, None
-    if run.model_path is not None:
-        try:
-            from .. import attention  # noqa: F401 - registers the Attention layer for load_model
-            from ..model import load_model
-
-            try:
-                model = load_model(run.model_path)
-            except Exception:  # noqa: BLE001 - the weights may still load without the optimizer
-                model = load_model(run.model_path, compile=False)
-            model.eval()
-        except Exception as exc:  # noqa: BLE001
-            model_error = f"{type(exc).__name__}: {exc}"
+    models, errors = _load_models(run)
+    first = next(iter(models.values()), None)
     ex, why = None, "no model"
-    if model is not None:
+    if models:
         try:
             ex, why = _load_examples(run, examples)
         except Exception as exc:  # noqa: BLE001
@@ -560,10 +700,10 @@ def build_html(run_dir: str | os.PathLike, examples: int = 3, title: str | None 
     sections = [
         _guard("summary", "Summary and test metrics", lambda: _summary(run)),
         _guard("curves", "Training curves", lambda: _curves(run)),
-        _guard("gradients", "Gradient health", lambda: _health(run, model, ex)),
-        _guard("attention", "Attention", lambda: _attention(run, model, ex, why)),
-        _guard("gates", "Gate activations", lambda: _gates(run, model, ex, why)),
-        _guard("model", "Model", lambda: _model(model, run, model_error)),
+        _guard("gradients", "Gradient health", lambda: _health(run, first, ex)),
+        _guard("attention", "Attention", lambda: _attention(models, ex, why)),
+        _guard("gates", "Gate activations", lambda: _gates(models, ex, why)),
+        _guard("model", "Model", lambda: _model(models, run, errors)),
         _guard("config", "Config", lambda: _config(run)),
     ]
     name = title or f"lstmlab report: {Path(run_dir).resolve().name}"
