@@ -30,6 +30,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 def find_chromium() -> str | None:
+    """Chromium's path: ``$LSTMLAB_CHROMIUM`` if set (``none`` disables the test), else the PATH."""
+    env = os.environ.get("LSTMLAB_CHROMIUM")
+    if env is not None:
+        return env if env != "none" and os.access(env, os.X_OK) else None
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         path = shutil.which(name)
         if path:
@@ -191,7 +195,7 @@ def chromium() -> str:
     exe = find_chromium()
     if exe is None:
         pytest.skip("chromium is not installed (run scripts/system-deps.sh as root, or "
-                    "apt-get install chromium)")
+                    "apt-get install chromium; or point LSTMLAB_CHROMIUM at a Chromium binary)")
     return exe
 
 
