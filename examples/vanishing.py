@@ -97,7 +97,8 @@ def case_c(length: int = 50, n: int = 512, units: int = 32, epochs: int = 6, lr:
             hist = model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, seed=0)
         losses["clipnorm=1.0" if clip else "no clipping"] = hist.history["loss"]
     return {"verdict": report.verdict, "decay": report.worst_decay(), "scale": scale, "report": report,
-            "remedy": report.remedies[0], "losses": losses, "plot": _plot(report, out, "c_lstm_exploding.png")}
+            "remedy": report.remedies[0], "losses": losses,
+            "plot": _plot(report, out, "c_lstm_exploding.png")}
 
 
 def case_d(length: int = 30, n: int = 512, units: int = 16, epochs: int = 8, lr: float = 3.0,

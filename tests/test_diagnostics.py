@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import lstmlab as ll
-from lstmlab.diagnostics import GradientReport, diagnose
-from lstmlab.diagnostics import detectors
+from lstmlab.diagnostics import GradientReport, detectors, diagnose
 from lstmlab.engine import fused_module
 
 ENGINES = ["loop", "reference", pytest.param("fused", marks=pytest.mark.skipif(
@@ -107,26 +106,29 @@ def reference_profiles(model, x, y, end=None, lengths=None):
         t = out.shape[1] - 1 if end == "last" else 0
         loss = (out[:, t] - y[:, t]).pow(2).mean(-1).mean()
     loss.backward()
-    return {name: (grad_norms(hs), None if cs is None else grad_norms(cs)) for name, (hs, cs) in states.items()}
+    return {name: (grad_norms(hs), None if cs is None else grad_norms(cs))
+            for name, (hs, cs) in states.items()}
 
 
 def assert_close(actual, expected, what):
     actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, what
     rel = np.abs(actual - expected) / np.maximum(np.abs(expected), 1e-300)
-    assert np.all((rel <= 1e-4) | (np.abs(actual - expected) <= 1e-30)), f"{what}: max rel err {rel.max():.2e}"
+    ok = (rel <= 1e-4) | (np.abs(actual - expected) <= 1e-30)
+    assert np.all(ok), f"{what}: max rel err {rel.max():.2e}"
 
 
 def make_model(kind: str, cell: str, engine: str, seed: int = 0):
     layer = CELLS[cell]
     kw = {"engine": engine}
     if kind == "stacked":       # two layers, the loss reads the last state only (2-D output)
-        layers = [layer(6, return_sequences=True, seed=seed, **kw), layer(5, seed=seed + 1, **kw), ll.Dense(2)]
+        layers = [layer(6, return_sequences=True, seed=seed, **kw), layer(5, seed=seed + 1, **kw),
+                  ll.Dense(2)]
     elif kind == "bidirectional":  # per-step output: the loss reads every step (3-D output)
         layers = [ll.Bidirectional(layer(5, return_sequences=True, seed=seed, **kw)), ll.Dense(2)]
     else:                       # stacked under a bidirectional top reading the ends (2-D output)
-        layers = [layer(4, return_sequences=True, seed=seed, **kw), ll.Bidirectional(layer(3, seed=seed + 2, **kw)),
-                  ll.Dense(2)]
+        layers = [layer(4, return_sequences=True, seed=seed, **kw),
+                  ll.Bidirectional(layer(3, seed=seed + 2, **kw)), ll.Dense(2)]
     model = ll.Sequential(layers)
     model.compile(loss="mse")
     return model
@@ -296,12 +298,12 @@ def test_loss_options_and_batch_size():
         diagnose(model, x, y)
     r_name = diagnose(model, x, y, loss="mse")
     r_call = diagnose(model, x, y, loss=lambda out, t: (out - t).pow(2).mean())
-    np.testing.assert_allclose(r_call.per_step["gru/forward"]["dL_dh"], r_name.per_step["gru/forward"]["dL_dh"],
-                               rtol=1e-5)
+    name = "gru/forward"
+    np.testing.assert_allclose(r_call.per_step[name]["dL_dh"], r_name.per_step[name]["dL_dh"], rtol=1e-5)
     assert r_name.loss == pytest.approx(r_call.loss)
     r_small = diagnose(model, x, y, loss="mse", batch_size=2)
     r_ref = diagnose(model, x[:2], y[:2], loss="mse")
-    np.testing.assert_allclose(r_small.per_step["gru/forward"]["dL_dh"], r_ref.per_step["gru/forward"]["dL_dh"])
+    np.testing.assert_allclose(r_small.per_step[name]["dL_dh"], r_ref.per_step[name]["dL_dh"])
     with pytest.raises(ValueError, match="no recurrent layer"):
         diagnose(ll.Sequential([ll.Dense(2)]), x, y, loss="mse")
 
@@ -347,7 +349,8 @@ def test_verdicts_vanishing_exploding_healthy():
     assert r.verdict == "exploding"
     assert r.remedies[0] == "compile(clipnorm=1.0)"
     lstm.compile(loss="mse", clipnorm=1.0)
-    assert diagnose(lstm, x[:, :60], y).remedies[0].startswith("compile(optimizer=ll.Adam(learning_rate=1e-4))")
+    first = diagnose(lstm, x[:, :60], y).remedies[0]
+    assert first.startswith("compile(optimizer=ll.Adam(learning_rate=1e-4))")
 
 
 def test_nonfinite_location_forward_and_params():

@@ -173,8 +173,8 @@ def test_restore_twice_from_one_snapshot():
 def test_nan_restore_gives_up_after_max_restores():
     x, y = adding()
     model = lstm_model()
-    hist, _ = fit(model, x, y, [Poison(range(3, 100)), GradientMonitor(every=1, on_nan="fix", max_restores=2)],
-                  epochs=3)
+    mon = GradientMonitor(every=1, on_nan="fix", max_restores=2)
+    hist, _ = fit(model, x, y, [Poison(range(3, 100)), mon], epochs=3)
     events = [e["event"] for e in hist.events]
     assert events.count("restore") == 2 and events[-1] == "stop"
     assert model.global_step == 6

@@ -57,9 +57,9 @@ def test_weight_decay_and_l2_regularizers():
     layer = ll.LSTM(4, kernel_regularizer=reg, recurrent_regularizer=reg, bias_regularizer=reg, seed=0)
     model = ll.Sequential([layer, ll.Dense(1)])
     model.build(x)
-    expect = 1e-3 * sum(float(p.detach().pow(2).sum()) for p in (layer.weight_ih, layer.weight_hh, layer.bias_ih,
-                                                          layer.bias_hh))
-    assert float(model.regularization_loss()) == pytest.approx(expect, rel=1e-5)
+    weights = (layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh)
+    expect = 1e-3 * sum(float(p.detach().pow(2).sum()) for p in weights)
+    assert float(model.regularization_loss().detach()) == pytest.approx(expect, rel=1e-5)
 
 
 def test_irnn_and_gated_replacements_fix_vanishing():
@@ -67,7 +67,8 @@ def test_irnn_and_gated_replacements_fix_vanishing():
     tanh = ll.Sequential([ll.SimpleRNN(16, seed=0), ll.Dense(1, seed=1)])
     irnn = ll.Sequential([ll.SimpleRNN(16, activation="relu", recurrent_initializer="identity", seed=0),
                           ll.Dense(1, seed=1)])
-    chrono = ll.Sequential([ll.LSTM(16, bias_initializer="chrono", chrono_max_len=150, seed=0), ll.Dense(1, seed=1)])
+    chrono = ll.Sequential([ll.LSTM(16, bias_initializer="chrono", chrono_max_len=150, seed=0),
+                            ll.Dense(1, seed=1)])
     for m in (tanh, irnn, chrono):
         m.compile(loss="mse")
     assert diagnose(tanh, x, y).verdict == "vanishing"
@@ -133,15 +134,15 @@ def _run(code: str, model: ll.Sequential, x, y) -> None:
 
 def test_every_suggested_remedy_runs():
     x, y = adding(24)
-    infos = {"l/forward": {"cell": c, "steps": 24, "activation": "tanh", "recurrent_initializer": "glorot_uniform",
-                           "unit_forget_bias": False, "bias_initializer": "zeros", "layer_norm": False}
-             for c in ("lstm",)}
+    base = {"steps": 24, "activation": "tanh", "recurrent_initializer": "glorot_uniform",
+            "unit_forget_bias": False, "bias_initializer": "zeros", "layer_norm": False}
     suggested = set()
     for cell in ("lstm", "gru", "rnn"):
-        info = {"x/forward": {**infos["l/forward"], "cell": cell}}
+        info = {"x/forward": {**base, "cell": cell}}
         for verdict in ("vanishing", "exploding", "healthy"):
             for clipped in (False, True):
-                suggested.update(remedies.suggest(verdict, info, saturation=0.9, clipped=clipped, nonfinite=True))
+                suggested.update(remedies.suggest(verdict, info, saturation=0.9, clipped=clipped,
+                                                  nonfinite=True))
     suggested.update(remedies.for_param_growth() + remedies.for_slow_loss(None, {}))
     ran = 0
     for r in sorted(suggested):

@@ -27,10 +27,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("target", metavar="MODEL_FILE|RUN_DIR",
                    help="a .lstmlab model file, or a run directory holding model.lstmlab or "
                         "checkpoints/last.lstmlab")
-    p.add_argument("--data", metavar="SOURCE", help="data source for lstmlab.data.load (default: the run's own)")
+    p.add_argument("--data", metavar="SOURCE",
+                   help="data source for lstmlab.data.load (default: the run's own)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="data option, repeatable (values parsed as JSON when they can be: 50, 0.1, true)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="train", help="split to take the batch from")
+    p.add_argument("--split", choices=("train", "val", "test"), default="train",
+                   help="split to take the batch from")
     p.add_argument("--batch-size", type=int, default=64, help="sequences in the batch (default 64)")
     p.add_argument("--loss", help="loss name when the model file stores none (default: from the data kind)")
     p.add_argument("--out", metavar="DIR", help="folder for gradients.png/.svg and report.json")
@@ -113,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
         data_cfg = dict(cfg.get("data") or {})
         source = data_cfg.pop("source", None)
         if source is None:
-            raise ValueError("--data: missing; name a data source (e.g. --data adding), or give a run directory "
-                             "whose config.resolved.json has a [data] source")
+            raise ValueError("--data: missing; name a data source (e.g. --data adding), or give a run "
+                             "directory whose config.resolved.json has a [data] source")
         options = {**{k: v for k, v in data_cfg.items() if v is not None}, **options}
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")

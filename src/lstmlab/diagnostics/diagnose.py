@@ -80,7 +80,8 @@ def _norms(sq: torch.Tensor | None) -> np.ndarray | None:
     return torch.sqrt(sq.detach().to(torch.float64).sum(1)).cpu().numpy()
 
 
-def _saturation(taps: StepTaps, lengths: torch.Tensor | None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def _saturation(taps: StepTaps,
+                lengths: torch.Tensor | None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     overall: dict[str, float] = {}
     steps: dict[str, np.ndarray] = {}
     units = max(int(taps.units), 1)
@@ -191,7 +192,8 @@ def layer_info(d: Direction, steps: int) -> dict:
     return {"cell": layer.cell, "units": layer.units, "steps": steps, "reverse": d.reverse,
             "activation": layer.activation, "recurrent_initializer": layer.recurrent_initializer,
             "unit_forget_bias": bool(getattr(layer, "unit_forget_bias", False)) and layer.cell == "lstm",
-            "bias_initializer": layer.bias_initializer, "layer_norm": bool(getattr(layer, "layer_norm", False)),
+            "bias_initializer": layer.bias_initializer,
+            "layer_norm": bool(getattr(layer, "layer_norm", False)),
             "engine": layer.engine}
 
 
@@ -208,8 +210,8 @@ def _reason(name: str, st: dict, verdict: str, profile: str) -> str:
     per = f"{10 ** rate:.3g}x per step back" + (f", tenfold every {hz:.0f} steps" if hz and math.isfinite(hz)
                                                 else "")
     low, high = detectors.VANISHING_RATIO, detectors.EXPLODING_RATIO
-    text = (f"{name}: ||dL/dh|| goes from {st['last']:.3g} at the last processed step to {st['first']:.3g} at "
-            f"the first over {steps} steps: ratio 10^{r:+.1f}, fitted {per}{src}")
+    text = (f"{name}: ||dL/dh|| goes from {st['last']:.3g} at the last processed step to "
+            f"{st['first']:.3g} at the first over {steps} steps: ratio 10^{r:+.1f}, fitted {per}{src}")
     cell = st.get("cell")
     if cell and cell.get("log10_ratio") is not None:
         text += f"; the cell state's ||dL/dc|| ratio is 10^{cell['log10_ratio']:+.1f}"
@@ -237,7 +239,8 @@ def build_report(model: nn.Module, *, loss: float | None, last_step: dict | None
         dh = dc = None
         if taps is not None:
             dh, dc = _norms(taps.grad_h_sq), _norms(taps.grad_c_sq)
-            per_gate[d.name], per_gate_step[d.name] = _saturation(taps, getattr(d.layer, "_last_lengths", None))
+            lengths = getattr(d.layer, "_last_lengths", None)
+            per_gate[d.name], per_gate_step[d.name] = _saturation(taps, lengths)
         per_step[d.name] = {"dL_dh": dh, "dL_dc": dc}
         layers[d.name] = layer_info(d, len(dh) if dh is not None else 0)
     params, grads = _all_norms(model, dirs)
@@ -296,8 +299,9 @@ def judge(report: GradientReport, model: nn.Module | None, dirs: list[Direction]
     sat = max([v for g in report.per_gate.values() for v in g.values()] + [0.0])
     clipped = model is not None and any(getattr(model, a, None) is not None
                                         for a in ("clipnorm", "clipvalue", "global_clipnorm"))
-    report.remedies = remedies.suggest(report.verdict, report.layers, verdicts, saturation=sat, clipped=clipped,
-                                       nonfinite=nf is not None, saturation_high=detectors.SATURATION_HIGH)
+    report.remedies = remedies.suggest(report.verdict, report.layers, verdicts, saturation=sat,
+                                       clipped=clipped, nonfinite=nf is not None,
+                                       saturation_high=detectors.SATURATION_HIGH)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,7 +391,8 @@ class _Saved:
 def _prepare(model: nn.Module, x, y, lengths, batch_size):
     xt = as_tensor("x", x)
     if xt.numel() == 0 or xt.dim() < 2:
-        raise InputError(f"x: expected a non-empty (batch, time, features) array, got shape {tuple(xt.shape)}")
+        raise InputError("x: expected a non-empty (batch, time, features) array, "
+                         f"got shape {tuple(xt.shape)}")
     yt = as_tensor("y", y) if y is not None else None
     if yt is not None and yt.shape[0] != xt.shape[0]:
         raise InputError(f"y: expected {xt.shape[0]} rows to match x, got {yt.shape[0]}")
@@ -421,7 +426,8 @@ def _forward_hooks(model: nn.Module, dirs: list[Direction], found: list) -> list
                 return
             outs = out if isinstance(out, (list, tuple)) else [out]
             for o in outs:
-                if isinstance(o, torch.Tensor) and o.is_floating_point() and not bool(torch.isfinite(o).all()):
+                if isinstance(o, torch.Tensor) and o.is_floating_point() \
+                        and not bool(torch.isfinite(o).all()):
                     step = None
                     if o.dim() == 3:
                         bad = (~torch.isfinite(o)).any(-1).any(0).nonzero()[:, 0]
@@ -434,7 +440,8 @@ def _forward_hooks(model: nn.Module, dirs: list[Direction], found: list) -> list
     return [m.register_forward_hook(make(n, rev.get(n, False))) for n, m in named]
 
 
-def diagnose(model: nn.Module, x, y, loss=None, lengths=None, batch_size: int | None = None) -> GradientReport:
+def diagnose(model: nn.Module, x, y, loss=None, lengths=None,
+             batch_size: int | None = None) -> GradientReport:
     """Gradient health of ``model`` on one batch: per-step ``||dL/dh_t||``, decay, gate
     saturation, norms, first non-finite value, verdict and remedies.
 

@@ -79,8 +79,8 @@ class GradientMonitor(Callback):
                             ("max_restores", max_restores, 0), ("keep_reports", keep_reports, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{arg}: expected an integer >= {low}, got {v!r}")
-        for arg, v in (("slow_loss_drop", slow_loss_drop), ("growth_ratio", growth_ratio), ("clip_to", clip_to),
-                       ("good_loss_factor", good_loss_factor)):
+        for arg, v in (("slow_loss_drop", slow_loss_drop), ("growth_ratio", growth_ratio),
+                       ("clip_to", clip_to), ("good_loss_factor", good_loss_factor)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ValueError(f"{arg}: expected a positive number, got {v!r}")
         self.every = every
@@ -173,8 +173,9 @@ class GradientMonitor(Callback):
             slow, drop = detectors.slow_loss(self._losses, self.slow_loss_steps, self.slow_loss_drop)
             if slow:
                 last = self.last_report
+                verdicts = {n: d["verdict"] for n, d in last.decay.items()} if last else None
                 rem = remedies.for_slow_loss(last.verdict if last else None, last.layers if last else {},
-                                             {n: d["verdict"] for n, d in last.decay.items()} if last else None)
+                                             verdicts)
                 self._act("slow_loss", step, f"the training loss fell by only {drop:.1%} in the first "
                           f"{self.slow_loss_steps} steps (threshold {self.slow_loss_drop:.0%})", rem)
 
@@ -190,7 +191,8 @@ class GradientMonitor(Callback):
         self._records().append(rec)
         if self._writer is not None:
             for k, v in rec.items():
-                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                number = isinstance(v, (int, float)) and not isinstance(v, bool)
+                if k != "step" and number and math.isfinite(v):
                     self._writer.add_scalar(f"gradients/{k}", v, step)
             self._writer.add_scalar("gradients/verdict", detectors.VERDICTS.index(report.verdict), step)
         return report
@@ -220,7 +222,8 @@ class GradientMonitor(Callback):
             tip = f" Remedy: {rem[0]}" if rem else ""
             self._events().append({"step": step, "event": kind, "action": action, "message": message,
                                    "remedies": list(rem)})
-            warnings.warn(f"lstmlab GradientMonitor: step {step}: {message}.{tip}", GradientWarning, stacklevel=3)
+            warnings.warn(f"lstmlab GradientMonitor: step {step}: {message}.{tip}", GradientWarning,
+                          stacklevel=3)
         if action == "stop":
             self.model.stop_training = True
         elif action == "fix":
@@ -266,7 +269,8 @@ class GradientMonitor(Callback):
         if self._snapshot is None or self.restores >= self.max_restores:
             model.stop_training = True
             self._events().append({"step": step, "event": "stop", "reason": "nan",
-                                   "message": f"{message}; no restore left (max_restores={self.max_restores})"})
+                                   "message": f"{message}; no restore left "
+                                              f"(max_restores={self.max_restores})"})
             warnings.warn(f"lstmlab GradientMonitor: step {step}: {message}; gave up after {self.restores} "
                           "restores, training stopped", GradientWarning, stacklevel=3)
             return

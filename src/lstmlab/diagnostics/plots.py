@@ -48,7 +48,8 @@ def plot_report(report, path=None):
             continue
         d = report.decay.get(n, {})
         ratio = d.get("effective", d.get("log10_ratio"))
-        tag = f" ({d.get('verdict', '')}, 10^{ratio:+.1f})" if ratio is not None else f" ({d.get('verdict', '')})"
+        verdict = d.get("verdict", "")
+        tag = f" ({verdict}, 10^{ratio:+.1f})" if ratio is not None else f" ({verdict})"
         last = report.last_step.get(n, {}).get("dL_dh")
         if last is not None:
             ax.plot(np.arange(len(last)), _positive(last), color=c, lw=2, label=f"{n}: end-step loss{tag}")
@@ -125,7 +126,8 @@ def plot_history(history, path=None):
         for k, style in ((key, "-"), (f"val_{key}", "--")):
             vals = hist.get(k)
             if vals:
-                ax.plot(np.arange(1, len(vals) + 1), [_num(v) for v in vals], style, marker="o", ms=3, label=k)
+                ax.plot(np.arange(1, len(vals) + 1), [_num(v) for v in vals], style, marker="o", ms=3,
+                        label=k)
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         if key == "loss" and any(_num(v) > 0 for v in hist.get("loss", [])):

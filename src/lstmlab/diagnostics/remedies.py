@@ -94,7 +94,8 @@ def for_param_growth() -> list[str]:
     return [WEIGHT_DECAY, L2, CLIP]
 
 
-def for_slow_loss(verdict: str | None, layers: dict[str, dict], verdicts: dict[str, str] | None = None) -> list[str]:
+def for_slow_loss(verdict: str | None, layers: dict[str, dict],
+                  verdicts: dict[str, str] | None = None) -> list[str]:
     """Remedies for a loss that barely falls early in training (depends on the gradient verdict)."""
     if verdict in ("vanishing", "exploding"):
         return suggest(verdict, layers, verdicts)

@@ -140,8 +140,8 @@ class GradientReport:
 
     def table(self) -> str:
         """A printable table: decay per direction, then norms per layer and gate block."""
-        head = ("direction", "cell", "T", "|dL/dh_1|", "|dL/dh_T|", "log10 h", "log10 c", "per step", "sat max",
-                "verdict")
+        head = ("direction", "cell", "T", "|dL/dh_1|", "|dL/dh_T|", "log10 h", "log10 c", "per step",
+                "sat max", "verdict")
         rows = [head]
         for name, d in self.decay.items():
             info = self.layers.get(name, {})
