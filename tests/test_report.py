@@ -210,7 +210,15 @@ def test_report_text_data_shades_tokens(tmp_path):
 # command line
 # ---------------------------------------------------------------------------------------------
 def test_cli_report(tmp_path, run_dir, capsys):
-    from lstmlab.cli import main
+    import argparse
+
+    from lstmlab.report import cli
+
+    def main(argv: list[str]) -> int:  # `lstmlab report ...` (the main cli imports this module)
+        parser = argparse.ArgumentParser(prog="lstmlab")
+        cli.add_parser(parser.add_subparsers(dest="command"))
+        args = parser.parse_args(argv)
+        return args.func(args)
 
     run = run_dir
     out = tmp_path / "elsewhere" / "r.html"
