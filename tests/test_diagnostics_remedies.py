@@ -76,7 +76,7 @@ def test_irnn_and_gated_replacements_fix_vanishing():
     assert torch.equal(irnn.layers[0].weight_hh, torch.eye(16))
     assert diagnose(chrono, x, y).verdict == "healthy"
     layer = chrono.layers[0]
-    bf, bi = layer.bias_ih[16:32], layer.bias_ih[:16]
+    bf, bi = layer.bias_ih.detach()[16:32], layer.bias_ih.detach()[:16]
     assert torch.equal(bi, -bf) and float(bf.min()) >= 0 and float(bf.max()) <= np.log(149) + 1e-6
     gru = ll.Sequential([ll.GRU(16, seed=0), ll.Dense(1, seed=1)])
     gru.compile(loss="mse")
