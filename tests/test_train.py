@@ -126,6 +126,8 @@ def test_resume_continues_exactly(tmp_path, capsys):
     # resuming a finished run changes nothing; a changed [model] is refused
     rc, out, _ = run_cli(tmp_path, ADDING, LSTM, epochs=3, run="resumed", extra=["--resume"], capsys=capsys)
     assert rc == 0 and last_json(out)["epochs"] == 3
+    assert T.main(["--run-dir", str(run_dir), "--resume"]) == 0  # the stored config is enough
+    assert last_json(capsys.readouterr().out.strip().splitlines())["epochs"] == 3
     other = LSTM.replace("units = 6", "units = 7")
     rc, out, _ = run_cli(tmp_path, ADDING, other, epochs=4, run="resumed", extra=["--resume"], capsys=capsys)
     assert rc == 2
@@ -162,3 +164,13 @@ def test_generate_from_a_char_lm(tmp_path, capsys):
     assert capsys.readouterr().out.rstrip("\n") == text  # seeded
     assert G.main([str(tmp_path / "nope.lstmlab")]) == 2
     assert "vocab.json" in capsys.readouterr().err
+
+
+def test_example_configs_are_valid():
+    from lstmlab.config import load_config
+
+    examples = sorted((Path(__file__).parents[1] / "examples" / "configs").glob("*.toml"))
+    assert examples
+    for path in examples:
+        cfg = load_config(path)
+        assert cfg["data"]["source"] and cfg["train"]["epochs"] >= 1, path

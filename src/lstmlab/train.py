@@ -632,8 +632,14 @@ def run(args: argparse.Namespace) -> int:
     """Entry point for ``lstmlab train``: 0 ok, 1 diverged, 2 bad input."""
     from .validation import InputError
 
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"lstmlab train: warning: {str(message).strip().splitlines()[0]}", file=sys.stderr)
+
     try:
-        result = train(args.config, args.run_dir, resume=args.resume, out=_print)
+        with warnings.catch_warnings():
+            if not getattr(args, "debug", False):
+                warnings.showwarning = one_line
+            result = train(args.config, args.run_dir, resume=args.resume, out=_print)
     except (ConfigError, RunDirError, InputError, ValueError, FileNotFoundError, KeyError) as exc:
         if getattr(args, "debug", False):
             raise
