@@ -160,8 +160,9 @@ def test_debug_shows_the_exception(tmp_path):
         T.main([str(p), "--run-dir", str(tmp_path / "run"), "--debug"])
 
 
-def test_main_cli_wires_train(tmp_path, capsys):
+def test_main_cli_wires_train(tmp_path, capsys, monkeypatch):
     cli_mod = pytest.importorskip("lstmlab.cli")
+    monkeypatch.setattr(cli_mod, "SUBCOMMANDS", ("lstmlab.train", "lstmlab.demo", "lstmlab.generate"))
     p = write(tmp_path, '[data]\nsource = "adding"\n[train]\nbatch_sise = 3\n')
     rc = cli_mod.main(["train", str(p), "--run-dir", str(tmp_path / "run")])
     assert rc == 2
