@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name and exc.name.startswith("lstmlab"):
                 continue  # subcommand not part of this build
             raise
-        mod.add_parser(sub)
+        if hasattr(mod, "add_parser"):
+            mod.add_parser(sub)
     return parser
 
 

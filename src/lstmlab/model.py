@@ -70,7 +70,7 @@ class Sequential(nn.Module):
         self._output_shapes = []
         n = len(self.layers)
         for k, layer in enumerate(self.layers):
-            if isinstance(layer, (RNNLayer,)) or type(layer).__name__ == "Bidirectional":
+            if isinstance(layer, (RNNLayer, Bidirectional)) or getattr(layer, "uses_lengths", False):
                 if getattr(layer, "return_state", False):
                     raise ValueError(f"layer {k} ({layer.name}): return_state=True cannot be used inside "
                                      "Sequential; call the layer directly")
@@ -95,6 +95,12 @@ class Sequential(nn.Module):
     @staticmethod
     def _mask(lengths: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return torch.arange(x.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+
+    def explain(self, x, lengths=None):
+        """Attention weights (B, T) of the model's Attention layer for each example and step."""
+        from .attention import explain
+
+        return explain(self, x, lengths)
 
     def recurrent_layers(self) -> list[RNNLayer]:
         return recurrent_layers(self)
