@@ -1,0 +1,148 @@
+"""Where a study lives: an SQLite file in the run directory, or any SQLAlchemy URL (PostgreSQL) that
+workers on many machines share; heartbeats find dead workers and their trials are retried.
+
+The trial ledger (:func:`ledger`) is the one place that decides which trials count towards the
+budget: every trial except the ones a worker skipped (a duplicate grid point or a trial over the
+budget, both marked ``outcome = "skipped"``) and the ones replaced by a retry (a trial whose worker
+died or was interrupted; its number is in the retry's ``retry_history``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
+
+__all__ = ["StorageError", "storage_url", "mask_url", "open_storage", "Ledger", "ledger", "retry_callback"]
+
+
+class StorageError(ValueError):
+    """The study storage cannot be opened (bad URL, server down, driver missing)."""
+
+
+def storage_url(storage: str | None, run_dir: Path) -> str:
+    """A SQLAlchemy URL: ``None`` -> ``sqlite:///RUN_DIR/study.db``; a plain path -> an SQLite file."""
+    if storage is None:
+        return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
+    if "://" not in storage:
+        return f"sqlite:///{Path(storage).expanduser().resolve()}"
+    if storage.startswith("postgres://"):
+        storage = "postgresql://" + storage[len("postgres://"):]
+    return storage
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***`` (for messages and files)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def retry_callback(max_retry: int):
+    """optuna's callback that re-queues a trial whose heartbeat stopped (name varies by version)."""
+    from optuna import storages
+
+    cls = getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
+    return cls(max_retry=max_retry)
+
+
+def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | None = None,
+                 max_retry: int = 3):
+    """An optuna ``RDBStorage`` with heartbeats and retries of trials whose worker died."""
+    try:
+        import optuna
+        from optuna.storages import RDBStorage
+    except ImportError:
+        raise StorageError("lstmlab tune needs optuna: pip install optuna") from None
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": 60}
+        Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    params = inspect.signature(RDBStorage.__init__).parameters
+    cb_name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params \
+        else "failed_trial_callback"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                              grace_period=grace_period, **{cb_name: retry_callback(max_retry)})
+    except ModuleNotFoundError as exc:
+        hint = " (pip install psycopg2-binary)" if "psycopg" in str(exc) or url.startswith("postgres") else ""
+        raise StorageError(f"--storage {mask_url(url)}: the database driver is missing: {exc}{hint}") \
+            from None
+    except Exception as exc:  # sqlalchemy.exc.*: bad URL, server down, no permission, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"--storage {mask_url(url)}: cannot open the study storage: {first}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# the ledger: which trials count
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Ledger:
+    """Trials sorted into what counts towards the budget and what does not."""
+
+    counted: list = field(default_factory=list)      # run, running or queued (not skipped/replaced)
+    finished: list = field(default_factory=list)     # counted and COMPLETE / PRUNED / FAIL
+    running: list = field(default_factory=list)
+    waiting: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    replaced: dict = field(default_factory=dict)     # number -> number of its retry
+
+    def counted_before(self, number: int) -> list:
+        return [t for t in self.counted if t.number < number]
+
+
+def replaced_by(trials) -> dict[int, int]:
+    """{number of a failed/interrupted trial: number of the trial that retries it}."""
+    out: dict[int, int] = {}
+    for t in trials:
+        for n in t.system_attrs.get("retry_history", []) or []:
+            out[int(n)] = t.number if int(n) not in out else max(out[int(n)], t.number)
+    return out
+
+
+def ledger(trials) -> Ledger:
+    from optuna.trial import TrialState
+
+    led = Ledger(replaced=replaced_by(trials))
+    for t in trials:
+        if t.user_attrs.get("outcome") == "skipped":
+            led.skipped.append(t)
+            continue
+        if t.number in led.replaced:
+            continue
+        led.counted.append(t)
+        if t.state.is_finished():
+            led.finished.append(t)
+        elif t.state == TrialState.RUNNING:
+            led.running.append(t)
+        elif t.state == TrialState.WAITING:
+            led.waiting.append(t)
+    return led
+
+
+def worker_id() -> str:
+    """``host:pid`` of this worker."""
+    return f"{os.uname().nodename}:{os.getpid()}"
+
+
+def check_study(study, signature: dict, name: str) -> None:
+    """Store the search signature on a new study; refuse to join a study with another one."""
+    attrs = study.user_attrs
+    old = attrs.get("lstmlab_tune")
+    if old is None:
+        study.set_user_attr("lstmlab_tune", signature)
+        return
+    if old != signature:
+        diff = next((k for k in list(old) + list(signature) if old.get(k) != signature.get(k)), "?")
+        what = {"space": "search space", "base_sha1": "[data]/[model]/[train]"}.get(diff, f"tune.{diff}")
+        raise ConfigError(f"--study {name}: the study was started with a different {what}; use the same "
+                          "config on every worker or choose another --study")
