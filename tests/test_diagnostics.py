@@ -304,6 +304,8 @@ def test_loss_options_and_batch_size():
     r_small = diagnose(model, x, y, loss="mse", batch_size=2)
     r_ref = diagnose(model, x[:2], y[:2], loss="mse")
     np.testing.assert_allclose(r_small.per_step[name]["dL_dh"], r_ref.per_step[name]["dL_dh"])
+    with pytest.raises(ValueError, match="expected targets"):
+        diagnose(model, x, None, loss="mse")
     with pytest.raises(ValueError, match="no recurrent layer"):
         diagnose(ll.Sequential([ll.Dense(2)]), x, y, loss="mse")
 

@@ -464,6 +464,8 @@ def diagnose(model: nn.Module, x, y, loss=None, lengths=None,
         raise ValueError("diagnose: the model has no recurrent layer (LSTM, GRU, SimpleRNN, Bidirectional)")
     xb, yb, lb = _prepare(model, x, y, lengths, batch_size)
     lossf = _Loss(model, loss)
+    if yb is None and lossf.name is not None:
+        raise InputError(f"y: expected targets for the {lossf.name} loss, got None")
     saved = _Saved(model)
     try:
         model.eval()
@@ -508,7 +510,12 @@ def diagnose(model: nn.Module, x, y, loss=None, lengths=None,
 
 def _end_profiles(model: nn.Module, dirs: list[Direction], lossf: _Loss, xb: torch.Tensor, yt: torch.Tensor,
                   lb: torch.Tensor | None, saved: _Saved) -> dict:
-    """Profiles of the loss at the end of the sequence alone (one extra forward/backward per end)."""
+    """Profiles of the loss at the end of the sequence alone (one extra forward/backward per end).
+
+    A fresh forward rather than a second ``backward(retain_graph=True)`` on the first graph:
+    ``StepTaps.finalize()`` empties ``pending``, so hook-based engines (loop, and any reversed
+    direction) could not re-assemble their taps after a second backward through the same graph.
+    """
     result: dict = {}
     batch = xb.shape[0]
     ends = {"last": [d for d in dirs if not d.reverse], "first": [d for d in dirs if d.reverse]}
