@@ -9,7 +9,8 @@
 (d) a too-high learning rate turns the loss NaN mid-training; GradientMonitor(on_nan="fix")
     restores the last good weights, halves the learning rate and the run finishes
 
-Run: ``python examples/vanishing.py [--out DIR]``; writes one figure per case into DIR.
+Run: ``python examples/vanishing.py [--out DIR]``; writes one figure per case into DIR
+(default ``runs/vanishing``).
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def _fmt(losses: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="vanishing_plots", help="folder for the figures")
+    parser.add_argument("--out", default=os.path.join("runs", "vanishing"), help="folder for the figures")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(0)
