@@ -68,4 +68,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(*a, **k) -> None:
-    print(*a, **k)
+    print(*a, **k, flush=True)

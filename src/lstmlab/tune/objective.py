@@ -256,8 +256,7 @@ class TrialRunner:
         else:
             what = outcome + (f": {error}" if error else (f" ({reason})" if reason else ""))
         self.out(f"trial {trial.number}: {params} -> {what}; {attrs['epochs']} epochs, "
-                 f"{attrs['time_s']:.1f} s, gradients {health_text(health['verdict'], health['counts'])}",
-                 flush=True)
+                 f"{attrs['time_s']:.1f} s, gradients {health_text(health['verdict'], health['counts'])}")
 
     def _requeue(self, trial) -> None:
         """An interrupted trial (Ctrl-C, SIGTERM) is queued again, to run when the study resumes."""

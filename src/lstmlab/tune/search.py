@@ -162,20 +162,19 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
     out(f"study {name!r} in {mask_url(url)}: {o['sampler']} sampler over a {space}, {spec.direction} "
         f"{spec.metric}, pruner {o['pruner']}; budget "
         f"{'until the timeout' if budget is None else f'{budget} trials'} ({len(led.finished)} finished, "
-        f"{len(led.running)} running); worker {worker_id()}", flush=True)
+        f"{len(led.running)} running); worker {worker_id()}")
     runner = TrialRunner(spec, run_dir, budget, out)
     if not report_only:
         _work(study, runner, budget, o["timeout"], o["heartbeat_interval"], out)
     summary = write_report(study, spec, run_dir, figures=figures)
-    out(format_table(summary["rows"], spec), flush=True)
+    out(format_table(summary["rows"], spec))
     best = summary["best"]
     if best is not None:
         out(f"best: trial {best['trial']}, {spec.metric} {best['value']:.6g}, gradients {best['gradients']}; "
-            f"re-train with: lstmlab train {run_dir / 'best.toml'} --run-dir RUN_DIR", flush=True)
+            f"re-train with: lstmlab train {run_dir / 'best.toml'} --run-dir RUN_DIR")
     out(f"{summary['finished']} finished trials ({summary['complete']} complete, {summary['pruned']} pruned, "
         f"{summary['failed']} failed); written: trials.csv, trials.md, best.toml, best.json"
-        + (", " + ", ".join(summary.get("figures", [])) if summary.get("figures") else "") + f" in {run_dir}",
-        flush=True)
+        + (", " + ", ".join(summary.get("figures", [])) if summary.get("figures") else "") + f" in {run_dir}")
     return summary
 
 
@@ -190,7 +189,7 @@ def _work(study, runner: TrialRunner, budget: int | None, timeout: float | None,
     waited = False
     while True:
         if timeout is not None and time.monotonic() - t0 >= timeout:
-            out(f"timeout: this worker stops after {time.monotonic() - t0:.0f} s", flush=True)
+            out(f"timeout: this worker stops after {time.monotonic() - t0:.0f} s")
             return
         led = ledger(study.get_trials(deepcopy=False))
         if led.waiting or budget is None or len(led.counted) < budget:
@@ -203,7 +202,7 @@ def _work(study, runner: TrialRunner, budget: int | None, timeout: float | None,
         if not led.running:
             return
         if not waited:
-            out(f"budget taken; waiting for {len(led.running)} running trial(s) of other workers", flush=True)
+            out(f"budget taken; waiting for {len(led.running)} running trial(s) of other workers")
             waited = True
         time.sleep(poll)
         with warnings.catch_warnings():

@@ -34,7 +34,21 @@ def storage_url(storage: str | None, run_dir: Path) -> str:
         return f"sqlite:///{Path(storage).expanduser().resolve()}"
     if storage.startswith("postgres://"):
         storage = "postgresql://" + storage[len("postgres://"):]
+    if storage.startswith("postgresql://"):  # no driver named: the one that is installed
+        driver = _pg_driver()
+        if driver is not None:
+            storage = f"postgresql+{driver}://" + storage[len("postgresql://"):]
     return storage
+
+
+def _pg_driver() -> str | None:
+    """``psycopg`` (3, SQLAlchemy 2's default) or ``psycopg2``, whichever is importable."""
+    import importlib.util
+
+    for name in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return None
 
 
 def mask_url(url: str) -> str:
@@ -73,10 +87,10 @@ def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | Non
             warnings.simplefilter("ignore", FutureWarning)
             return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
                               grace_period=grace_period, **{cb_name: retry_callback(max_retry)})
-    except ModuleNotFoundError as exc:
-        hint = " (pip install psycopg2-binary)" if "psycopg" in str(exc) or url.startswith("postgres") else ""
-        raise StorageError(f"--storage {mask_url(url)}: the database driver is missing: {exc}{hint}") \
-            from None
+    except ImportError as exc:
+        hint = " (pip install 'psycopg[binary]')" if url.startswith("postgres") else ""
+        raise StorageError(f"--storage {mask_url(url)}: the database driver is missing{hint}: "
+                           f"{str(exc).strip().splitlines()[0]}") from None
     except Exception as exc:  # sqlalchemy.exc.*: bad URL, server down, no permission, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"--storage {mask_url(url)}: cannot open the study storage: {first}") from None
