@@ -228,9 +228,14 @@ class RNNLayer(Layer):
         return states[0], states[1] if n == 2 else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lengths=None,
-                initial_state=None):
-        """Run over ``x`` (B, T, F).  ``mask`` (B, T) or ``lengths`` (B,) mark right padding."""
-        check_features(f"{self.name} input", x, ndim=(3,), last=self.input_size if self.built else None)
+                initial_state=None, check_input: bool = True):
+        """Run over ``x`` (B, T, F).  ``mask`` (B, T) or ``lengths`` (B,) mark right padding.
+
+        ``check_input=False`` skips the NaN/Inf scan (used for activations coming from a previous
+        layer, where a non-finite value is a training problem for the monitor, not bad input).
+        """
+        check_features(f"{self.name} input", x, ndim=(3,), last=self.input_size if self.built else None,
+                       finite=check_input)
         self.maybe_build(x)
         batch, steps = x.shape[0], x.shape[1]
         if lengths is None and mask is not None:
@@ -381,13 +386,14 @@ class Bidirectional(Layer):
     def maybe_build(self, x):
         self.built = True
 
-    def forward(self, x, mask=None, lengths=None, initial_state=None):
+    def forward(self, x, mask=None, lengths=None, initial_state=None, check_input: bool = True):
         fw_state = bw_state = None
         if initial_state is not None:
             half = len(initial_state) // 2
             fw_state, bw_state = initial_state[:half], initial_state[half:]
-        fw = self.forward_layer(x, mask=mask, lengths=lengths, initial_state=fw_state)
-        bw = self.backward_layer(x, mask=mask, lengths=lengths, initial_state=bw_state)
+        fw = self.forward_layer(x, mask=mask, lengths=lengths, initial_state=fw_state, check_input=check_input)
+        bw = self.backward_layer(x, mask=mask, lengths=lengths, initial_state=bw_state,
+                                 check_input=check_input)
         self.built = True
         fw_states, bw_states = [], []
         if self.return_state:

@@ -74,7 +74,8 @@ class Sequential(nn.Module):
                 if getattr(layer, "return_state", False):
                     raise ValueError(f"layer {k} ({layer.name}): return_state=True cannot be used inside "
                                      "Sequential; call the layer directly")
-                out = layer(x, lengths=lengths)
+                out = layer(x, lengths=lengths, check_input=k == 0) \
+                    if isinstance(layer, (RNNLayer, Bidirectional)) else layer(x, lengths=lengths)
             elif isinstance(layer, Dense):
                 out = layer(x, logits=logits and k == n - 1)
             elif isinstance(layer, Layer):
@@ -147,7 +148,8 @@ class Sequential(nn.Module):
                 learning_rate: float | None = None, weight_decay: float | None = None) -> None:
         """Choose loss, optimizer and metrics.  Gradient-clipping remedies for exploding gradients:
         ``clipnorm`` (each parameter's gradient norm), ``clipvalue`` (each element) and
-        ``global_clipnorm`` (the norm over all gradients).  ``weight_decay`` is decoupled L2."""
+        ``global_clipnorm`` (the norm over all gradients).  ``weight_decay`` is the optimizer's
+        L2 weight decay (added to the gradient for sgd/adam/rmsprop, decoupled for adamw)."""
         self.loss_name = L.canonical(loss)
         self.metric_names = M.check(metrics)
         for arg, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
@@ -317,6 +319,13 @@ class Sequential(nn.Module):
                 else:
                     loss_v, out, yb2, mask = self._train_step(xb, yb, lb, cbs)
                 n = float(xb.shape[0])
+                if self.skip_step:  # a vetoed (rolled-back) step does not count towards the epoch
+                    logs = {"loss": loss_v, "size": int(n), "skipped": True}
+                    for cb in cbs:
+                        cb.on_batch_end(b, logs)
+                    if self.stop_training:
+                        break
+                    continue
                 sums["loss"][0] += loss_v * n
                 sums["loss"][1] += n
                 for m in self.metric_names:
@@ -520,7 +529,10 @@ class Sequential(nn.Module):
     def set_state(self, state: dict) -> None:
         self.load_state_dict(state["model"])
         if state.get("optimizer") is not None and self.optimizer is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
+            # torch keeps matching tensors by reference: copy so later steps can't alter the snapshot
+            import copy
+
+            self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
 
 
 def load_model(path, compile: bool = True) -> Sequential:

@@ -37,7 +37,7 @@ def as_tensor(name: str, x, *, dtype: torch.dtype | None = None) -> torch.Tensor
 
 
 def check_features(name: str, x: torch.Tensor, *, ndim: tuple[int, ...], float_only: bool = True,
-                   last: int | None = None) -> torch.Tensor:
+                   last: int | None = None, finite: bool = True) -> torch.Tensor:
     """Check rank, dtype, size of the last axis, emptiness and finiteness of an input tensor."""
     if x.dim() not in ndim:
         want = " or ".join(f"{n}-D" for n in ndim)
@@ -51,7 +51,7 @@ def check_features(name: str, x: torch.Tensor, *, ndim: tuple[int, ...], float_o
     if last is not None and x.shape[-1] != last:
         raise InputError(f"{name}: expected {last} features in the last axis (the layer was built "
                          f"for {last}), got shape {tuple(x.shape)}")
-    if x.is_floating_point() and not torch.isfinite(x).all():
+    if finite and x.is_floating_point() and not torch.isfinite(x).all():
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()
         raise InputError(f"{name}: expected finite values, got NaN/Inf at index {tuple(bad)}")
     return x
