@@ -148,8 +148,9 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
         existed = name in optuna.study.get_all_study_names(st)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy errors while talking to the server
         raise StorageError(f"--storage {mask_url(url)}: {str(exc).strip().splitlines()[0]}") from None
-    # workers that join a running study draw their own random streams (the first keeps the seed)
-    seed = o["seed"] if not existed else o["seed"] + zlib.crc32(worker_id().encode()) % 100_000
+    # workers that join a running study draw their own random streams (the first keeps the seed);
+    # the grid sampler's seed shuffles the grid, which every worker must number alike
+    seed = o["seed"] if not existed or spec.grid else o["seed"] + zlib.crc32(worker_id().encode()) % 100_000
     study = optuna.create_study(study_name=name, storage=st, sampler=make_sampler(spec, seed),
                                 pruner=make_pruner(spec), direction=spec.direction, load_if_exists=True)
     if study.direction.name.lower() != spec.direction:

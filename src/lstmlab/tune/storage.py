@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import inspect
 import os
+import random
 import re
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,11 +84,20 @@ def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | Non
     cb_name = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params \
         else "failed_trial_callback"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                              grace_period=grace_period, **{cb_name: retry_callback(max_retry)})
+        for attempt in range(4):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    warnings.simplefilter("ignore", FutureWarning)
+                    return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                                      grace_period=grace_period, **{cb_name: retry_callback(max_retry)})
+            except ImportError:
+                raise
+            except Exception:  # noqa: BLE001 - e.g. workers racing to create the tables of a new database
+                if attempt == 3:
+                    raise
+                time.sleep(0.3 * 2 ** attempt + random.random() * 0.2)
+        raise AssertionError("not reached")
     except ImportError as exc:
         hint = " (pip install 'psycopg[binary]')" if url.startswith("postgres") else ""
         raise StorageError(f"--storage {mask_url(url)}: the database driver is missing{hint}: "
