@@ -6,6 +6,8 @@ need=()
 [ -d /usr/share/games/fortunes ] || need+=(fortunes)
 [ -f /usr/share/wordnet/data.noun ] || need+=(wordnet-base)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # headless browser for tests/test_browser.py
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null \
+  || need+=(postgresql)  # server for tests/test_tune_postgres.py (lstmlab tune --storage postgresql://...)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "system-deps: cannot install ${need[*]} (need root and apt-get); tests using them will skip" >&2
