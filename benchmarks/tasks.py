@@ -72,12 +72,15 @@ def _seasonal_naive(period: int) -> Callable[[Any, dict], dict]:
     """
 
     def extra(splits, result: dict) -> dict:
+        if splits.test.x.shape[1] < period:  # same split, a window long enough to look back a period
+            from lstmlab.data import load
+
+            opts = dict(splits.meta["options"], window=period)
+            splits = load(splits.meta["loader"], **opts)
         test = splits.test
         meta = splits.meta
         fx, fy = meta["feature_scaler"], meta["scaler"]
         col = fx.columns.index(fy.columns[0])
-        if test.x.shape[1] < period:
-            return {}
         prev = fx.inverse_transform(test.x[:, -period, :])[:, col]
         true = fy.inverse_transform(test.y)[:, 0]
         return {f"seasonal_naive_{period}_rmse": float(np.sqrt(np.mean((prev - true) ** 2))),
@@ -149,7 +152,7 @@ _row(Row(
                "in thousands of passengers", """
 [data]
 source = "airline"
-window = 12
+window = 1                # Brownlee's look_back=1 (window = 12 gives test RMSE ~100: see RESULTS.md)
 val_fraction = 0.0
 test_fraction = 0.33
 scale = "minmax"
@@ -195,10 +198,10 @@ _row(Row(
 source = "temporal-order"
 length = 100
 classes = 4
-n_train = 10000
+n_train = 20000
 
 [model]
-layers = [{type = "LSTM", units = 32}, {type = "Dense"}]
+layers = [{type = "LSTM", units = 64}, {type = "Dense"}]
 
 [train]
 epochs = 10
@@ -208,8 +211,8 @@ clipnorm = 1.0
 """, "test_accuracy",
     "solved (all test sequences right, error < 0.3) after 31,390 training sequences on average",
     "Hochreiter & Schmidhuber 1997, Neural Computation 9(8), experiment 6a",
-    quick={"epochs = 10": "epochs = 1", "n_train = 10000": "n_train = 256"},
-    judge=lambda r: "solved" if (r.get("test_accuracy") or 0) >= 0.99 else "not solved", cost="~1 min"))
+    quick={"epochs = 10": "epochs = 1", "n_train = 20000": "n_train = 256"},
+    judge=lambda r: "solved" if (r.get("test_accuracy") or 0) >= 0.99 else "not solved", cost="~3 min"))
 
 _row(Row(
     "adding-100", "Adding problem T=100 (LSTM 64), test MSE; solved < 0.01, baseline 0.167",

@@ -41,6 +41,9 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["ConfigError", "load_config", "validate", "resolve_layers", "dumps_toml", "TRAIN_DEFAULTS",
            "FILE_OPTIONS"]
 
+# Top-level tables that belong to other commands and are passed over here.
+IGNORED_SECTIONS = ("tune",)
+
 # Data-source options that name files; relative paths are resolved against the config's folder.
 FILE_OPTIONS = ("path", "val_path", "test_path")
 
@@ -219,8 +222,10 @@ def validate(raw: dict, path: str | os.PathLike | None = None, *, check_files: b
         raise ctx.error("", f"expected a table at the top level, got {_type_name(raw)}")
     sections = ("data", "model", "train")
     for k in raw:
+        if k in IGNORED_SECTIONS:
+            continue  # read by other commands (``lstmlab tune``); training ignores it
         if k not in sections:
-            raise ctx.unknown("", k, sections)
+            raise ctx.unknown("", k, sections + IGNORED_SECTIONS)
     if "data" not in raw:
         raise ctx.error("data", 'missing section; add [data] with source = "..." (e.g. "adding")')
     for k in sections:
