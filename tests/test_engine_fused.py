@@ -38,7 +38,7 @@ def route(request):
 
 def test_extension_builds():
     info = fused.configure()
-    assert info["simd_lanes"] in (1, 8)
+    assert info["simd_lanes"] in (1, 8, 16)
     assert fused.load() is torch.ops.lstmlab_fused
 
 
@@ -246,19 +246,32 @@ def test_partial_outputs_and_no_input_grad(cell, outputs, route):
     _vs_loop(cell, torch.float64, lengths=torch.tensor(LENGTHS), rmask=True, outputs=outputs, x_grad=False)
 
 
+@pytest.fixture
+def threaded():
+    """Force the multi-thread split of hidden units (slots) whatever the problem size."""
+    info, threads = fused.configure(), torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))
+    fused.configure(par_threshold=0)
+    yield
+    fused.configure(par_threshold=info["par_threshold"])
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("hidden", [8, 40])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_inference_path_matches_training_path(cell, route):
+def test_inference_path_matches_training_path(cell, hidden, route, threaded):
     g = torch.Generator().manual_seed(5)
+    H = hidden
     x = torch.randn(3, 6, 4, generator=g, dtype=torch.float64)
-    h0 = torch.randn(3, 8, generator=g, dtype=torch.float64)
-    c0 = torch.randn(3, 8, generator=g, dtype=torch.float64)
+    h0 = torch.randn(3, H, generator=g, dtype=torch.float64)
+    c0 = torch.randn(3, H, generator=g, dtype=torch.float64)
     G = GATES[cell]
-    ws = [torch.randn(G * 8, 4, generator=g, dtype=torch.float64),
-          torch.randn(G * 8, 8, generator=g, dtype=torch.float64),
-          torch.randn(G * 8, generator=g, dtype=torch.float64),
-          torch.randn(G * 8, generator=g, dtype=torch.float64)]
+    ws = [torch.randn(G * H, 4, generator=g, dtype=torch.float64),
+          torch.randn(G * H, H, generator=g, dtype=torch.float64) / H ** 0.5,
+          torch.randn(G * H, generator=g, dtype=torch.float64),
+          torch.randn(G * H, generator=g, dtype=torch.float64)]
     lengths = torch.tensor([6, 2, 5])
-    rm = torch.full((3, 8), 1.25, dtype=torch.float64)
+    rm = torch.full((3, H), 1.25, dtype=torch.float64)
     with torch.no_grad():
         t_inf = StepTaps()
         a = _run_engine(fused, cell, x, h0, c0, ws, lengths, rm, "tanh", t_inf)
@@ -294,15 +307,26 @@ def test_blas_routes_agree():
         fused.configure(blas=int(info["direct_blas"]))
 
 
-def test_parallel_rows_agree():
-    """Rows processed in parallel (threshold 0) match the serial loop exactly."""
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("hidden", [37, 64])
+@pytest.mark.parametrize("cell,activation", CELLS)
+def test_thread_slots_match_loop(cell, activation, hidden, dtype, threaded):
+    """Hidden units split over threads (one GEMM + elementwise slice per thread) == loop engine."""
+    _vs_loop(cell, dtype, activation=activation, lengths=torch.tensor(LENGTHS), rmask=True, hidden=hidden,
+             taps=dtype == torch.float64)
+    _vs_loop(cell, dtype, activation=activation, hidden=hidden, taps=dtype == torch.float64)
+
+
+@pytest.mark.parametrize("packed", [0, 2])
+def test_packed_gemm_agrees(packed):
+    """MKL's packed GEMM (float32) and the plain BLAS call give the same results."""
     info = fused.configure()
     try:
-        fused.configure(par_threshold=0)
-        _vs_loop("gru", torch.float64, lengths=torch.tensor(LENGTHS), rmask=True)
-        _vs_loop("lstm", torch.float32, taps=False, hidden=16)
+        fused.configure(packed=packed)
+        _vs_loop("lstm", torch.float32, lengths=torch.tensor(LENGTHS), rmask=True, taps=False, hidden=24)
+        _vs_loop("gru", torch.float32, taps=False, hidden=24)
     finally:
-        fused.configure(par_threshold=info["par_threshold"])
+        fused.configure(packed=info["packed_gemm"])
 
 
 @pytest.mark.cuda

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -43,7 +44,10 @@ def _cpu_flags() -> list[str]:
         if line.startswith("flags"):
             flags.update(line.split(":", 1)[1].split())
             break
-    return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= flags else []
+    if not {"avx2", "fma"} <= flags:
+        return []
+    return ["-mavx2", "-mfma"] + (["-mavx512f"] if "avx512f" in flags and not os.environ.get(
+        "LSTMLAB_NO_AVX512") else [])
 
 
 def load():
@@ -51,13 +55,16 @@ def load():
     if _state["ops"] is None:
         from torch.utils import cpp_extension
 
+        # OpenMP: the same runtime as torch's (libgomp is found by its soname, already loaded)
+        _omp = ["-fopenmp"] if sys.platform.startswith("linux") else []
         build_dir = os.environ.get("LSTMLAB_BUILD_DIR")
         if build_dir:
             os.makedirs(build_dir, exist_ok=True)
         cpp_extension.load(
             name="lstmlab_fused_ext",
             sources=[str(_CSRC / s) for s in _SOURCES],
-            extra_cflags=["-O3", "-std=c++17", *_cpu_flags()],
+            extra_cflags=["-O3", "-std=c++17", *_cpu_flags(), *_omp],
+            extra_ldflags=_omp,
             extra_include_paths=[str(_CSRC)],
             build_directory=build_dir,
             is_python_module=False,
@@ -70,10 +77,11 @@ def load():
 def configure(par_threshold: int = -1, blas: int = -1, packed: int = -1) -> dict:
     """Tune / inspect the CPU route (negative = leave as is): rows run in parallel from
     ``par_threshold`` elements per step; ``blas`` 1 calls BLAS directly, 0 goes through
-    ``at::mm``; ``packed`` 1 packs W_hh once per call for MKL's packed GEMM (float32).
+    ``at::mm``; ``packed`` 1 packs a large W_hh once per call for MKL's packed GEMM (float32),
+    2 packs always, 0 never.
     Returns the settings."""
     lanes, mode, thr, pack = load().configure(par_threshold, blas, packed)
-    return {"simd_lanes": lanes, "direct_blas": bool(mode), "par_threshold": thr, "packed_gemm": bool(pack)}
+    return {"simd_lanes": lanes, "direct_blas": bool(mode), "par_threshold": thr, "packed_gemm": pack}
 
 
 def _supported(x: torch.Tensor) -> bool:

@@ -18,6 +18,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <climits>
 #include <cstring>
 #include <vector>
@@ -37,6 +39,7 @@ void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k
                       int ld, float* dest) __attribute__((weak));
 void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
                          const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
+int MKL_Set_Num_Threads_Local(int n) __attribute__((weak));  // C API: thread-local MKL threads
 }
 
 namespace lstmlab {
@@ -44,7 +47,8 @@ namespace {
 
 int64_t g_par_threshold = 16384;  // B * gate-width per step from which batch rows run in parallel
 int g_blas_mode = -1;             // -1 unchecked, 0 at::mm_out, 1 Fortran BLAS from libtorch
-int g_pack_mode = -1;             // -1 unchecked, 0 off, 1 MKL packed GEMM for the recurrent product (float)
+int g_pack_mode = -1;  // -1 unchecked, 0 off, 1 MKL packed GEMM for large W_hh (float), 2 always
+constexpr int64_t kPackMinElems = 1 << 18;  // W_hh elements from which packing pays for its ~8 MB buffer
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
 
 template <typename T>
@@ -156,52 +160,6 @@ void mm_nn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
   c.copy_(at::mm(a, b));
 }
 
-// The per-step recurrent product with a fixed weight matrix W:
-//   trans_w: C[M,N] = A[M,K] @ W^T, W (N, K) row-major   (forward: h_{t-1} @ W_hh^T)
-//   else:    C[M,N] = A[M,K] @ W,   W (K, N) row-major   (backward: dG_t @ W_hh)
-// float + MKL: W is packed once here and every step calls the packed kernel.
-template <typename T>
-struct RecGemm {
-  const T* W;
-  int64_t M, N, K;
-  bool trans_w;
-  Tensor packed;
-  RecGemm(const T* W_, int64_t M_, int64_t N_, int64_t K_, bool trans_w_)
-      : W(W_), M(M_), N(N_), K(K_), trans_w(trans_w_) {
-    if constexpr (std::is_same<T, float>::value) {
-      if (g_pack_mode == 1 && std::max({M, N, K}) <= INT_MAX / 4) {
-        const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, int(M), int(N), int(K));
-        packed = at::empty({int64_t(bytes / sizeof(float)) + 16}, at::kFloat);
-        cblas_sgemm_pack(kRowMajor, kBMatrix, trans_w ? kTrans : kNoTrans, int(M), int(N), int(K), 1.0f, W,
-                         trans_w ? int(K) : int(N), packed.data_ptr<float>());
-      }
-    }
-  }
-  void run(const T* A, int64_t lda, T* C, int64_t ldc) const {
-    if constexpr (std::is_same<T, float>::value) {
-      if (packed.defined() && lda <= INT_MAX && ldc <= INT_MAX) {
-        cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(M), int(N), int(K), A, int(lda),
-                            packed.data_ptr<float>(), int(N), 0.0f, C, int(ldc));
-        return;
-      }
-    }
-    if (trans_w) {
-      mm_nt<T>(M, N, K, A, lda, W, K, T(0), C, ldc);
-    } else {
-      mm_nn<T>(M, N, K, A, lda, W, N, C, ldc);
-    }
-  }
-};
-
-template <typename F>
-inline void over_rows(int64_t B, int64_t width, const F& f) {
-  if (B > 1 && B * width >= g_par_threshold && at::get_num_threads() > 1) {
-    at::parallel_for(0, B, 1, f);
-  } else {
-    f(0, B);
-  }
-}
-
 struct Shape {
   int64_t B, T, I, H, G;
   std::vector<int64_t> len;  // per example, T when no lengths
@@ -263,13 +221,172 @@ void lstm_like_tail(const Tensor& dG, const Tensor& x, const Tensor& h0, const T
 // CPU route
 // ---------------------------------------------------------------------------------------------
 
-// Where state row (b, t) lives: buffer base + b * bstride + t * tstride (tstride 0 = in place).
+// The per-step recurrent product of one slot (a slice of hidden units) with a fixed matrix W:
+//   trans_w: C[M,N] = A[M,K] @ W^T, W (N, K) row-major, leading dim ldw   (forward)
+//   else:    C[M,N] = A[M,K] @ W,   W (K, N) row-major, leading dim ldw   (backward)
+// float + MKL: W is packed once per layer call and every step calls the packed kernel.
+template <typename T>
+struct RecGemm {
+  const T* W = nullptr;
+  int64_t ldw = 0, M = 0, N = 0, K = 0;
+  bool trans_w = true;
+  Tensor packed;
+  void init(const T* W_, int64_t ldw_, int64_t M_, int64_t N_, int64_t K_, bool trans_w_, int64_t full) {
+    W = W_;
+    ldw = ldw_;
+    M = M_;
+    N = N_;
+    K = K_;
+    trans_w = trans_w_;
+    if constexpr (std::is_same<T, float>::value) {
+      const bool want = g_pack_mode == 2 || (g_pack_mode == 1 && full >= kPackMinElems);
+      if (want && std::max({M, N, K, ldw}) <= INT_MAX / 4) {
+        const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, int(M), int(N), int(K));
+        packed = at::empty({int64_t(bytes / sizeof(float)) + 16}, at::kFloat);
+        cblas_sgemm_pack(kRowMajor, kBMatrix, trans_w ? kTrans : kNoTrans, int(M), int(N), int(K), 1.0f, W,
+                         int(ldw), packed.data_ptr<float>());
+      }
+    }
+  }
+  void run(const T* A, int64_t lda, T* C, int64_t ldc) const {
+    if constexpr (std::is_same<T, float>::value) {
+      if (packed.defined() && lda <= INT_MAX && ldc <= INT_MAX) {
+        cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(M), int(N), int(K), A, int(lda),
+                            packed.data_ptr<float>(), int(N), 0.0f, C, int(ldc));
+        return;
+      }
+    }
+    if (trans_w) {
+      mm_nt<T>(M, N, K, A, lda, W, ldw, T(0), C, ldc);
+    } else {
+      mm_nn<T>(M, N, K, A, lda, W, ldw, C, ldc);
+    }
+  }
+};
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Centralised spin barrier for the threads of one layer call (yields after a while: the
+// machine may be shared).
+struct SpinBarrier {
+  std::atomic<int> count{0};
+  std::atomic<int> gen{0};
+  int n = 1;
+  void wait() {
+    if (n <= 1) return;
+    const int g = gen.load(std::memory_order_acquire);
+    if (count.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+      count.store(0, std::memory_order_relaxed);
+      gen.fetch_add(1, std::memory_order_acq_rel);
+    } else {
+      int spins = 0;
+      while (gen.load(std::memory_order_acquire) == g) {
+        if (++spins < 20000) {
+          cpu_relax();
+        } else {
+          std::this_thread::yield();
+        }
+      }
+    }
+  }
+};
+
+// Work split: S slots, each a contiguous slice [u[k], u[k+1]) of the hidden units (all gates of
+// those units, all batch rows).  Each thread runs the per-step GEMM of its slots (single-threaded
+// BLAS) and then their elementwise loop, so there is one barrier per step and each thread's
+// data stays in its own cache.
+struct Plan {
+  int64_t S = 1;
+  std::vector<int64_t> u{0, 0};
+};
+
+Plan make_plan(int64_t B, int64_t H, int64_t G) {
+  Plan p;
+  int64_t S = 1;
+#if AT_PARALLEL_OPENMP
+  const int64_t nt = at::get_num_threads();
+  if (nt > 1 && !at::in_parallel_region() && B * G >= g_par_threshold && H >= 32) {
+    S = std::min<int64_t>(nt, H / 16);
+  }
+#endif
+  p.S = S;
+  p.u.assign(S + 1, H);
+  for (int64_t k = 0; k < S; ++k) p.u[k] = (H * k / S) / 16 * 16;
+  return p;
+}
+
+// body(s0, s1, barrier): run slots [s0, s1) on the calling thread.
+template <typename F>
+void run_slots(const Plan& p, const F& body) {
+  SpinBarrier bar;
+  if (p.S == 1) {
+    body(int64_t(0), int64_t(1), bar);
+    return;
+  }
+  std::atomic<int64_t> chunk{0};
+  at::parallel_for(0, p.S, 1, [&](int64_t k0, int64_t k1) {
+    // The team may be smaller than S (e.g. nested parallelism): count the participants.
+    if (k0 == 0) {
+      bar.n = int((p.S + (k1 - k0) - 1) / (k1 - k0));
+      chunk.store(k1 - k0, std::memory_order_release);
+    } else {
+      while (chunk.load(std::memory_order_acquire) == 0) cpu_relax();
+    }
+    const int prev = MKL_Set_Num_Threads_Local ? MKL_Set_Num_Threads_Local(1) : 0;
+    body(k0, k1, bar);
+    if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(prev);
+  });
+}
+
+Tensor reduce_slots(const Tensor& t, const Plan& p) { return p.S == 1 ? t.select(0, 0) : t.sum(0); }
+
+// Where state row (b, t) lives: base + b * bs + t * ts, or a two-slot ping-pong buffer
+// (base + (t & 1) * pp + b * bs) for the in-place states of inference.
 template <typename T>
 struct Rows {
   T* p;
-  int64_t bs, ts;
-  inline T* at(int64_t b, int64_t t) const { return p + b * bs + t * ts; }
+  int64_t bs, ts, pp;
+  inline T* at(int64_t b, int64_t t) const { return p + b * bs + (pp ? (t & 1) * pp : t * ts); }
 };
+
+template <typename T>
+Rows<T> state_rows(const Shape& s, bool save, const Tensor& Hs, T* outp) {
+  const int64_t B = s.B, T_ = s.T, H = s.H;
+  if (!s.has_len) return Rows<T>{outp, T_ * H, H, 0};
+  if (save) return Rows<T>{Hs.data_ptr<T>(), T_ * H, H, 0};
+  return Rows<T>{Hs.data_ptr<T>(), H, 0, B * H};
+}
+
+template <typename T>
+Tensor state_buffer(const Shape& s, bool save, const at::TensorOptions& o) {
+  if (!s.has_len) return Tensor();
+  return save ? at::empty({s.B, s.T, s.H}, o) : at::empty({2, s.B, s.H}, o);
+}
+
+Tensor final_state(const Shape& s, bool save, const Tensor& Hs, const Tensor& out) {
+  if (!s.has_len) return out.select(1, s.T - 1).clone();
+  return save ? Hs.select(1, s.T - 1).clone() : Hs.select(0, (s.T - 1) & 1).clone();
+}
+
+// Recurrent-dropout state h_t * rmask, ping-pong over t; slot 1 holds h0 * rmask (t = -1).
+template <typename T>
+Tensor rmask_buffer(const Tensor& h0, const Tensor& rmask) {
+  if (!rmask.defined()) return Tensor();
+  Tensor hr = at::empty({2, h0.size(0), h0.size(1)}, h0.options());
+  hr.select(0, 1).copy_(h0 * rmask);
+  return hr;
+}
+
+// Weights of slot k for the forward GEMM: the rows of W_hh of all `gates` gates for its units.
+Tensor slot_weights(const Tensor& w_hh, const Plan& p, int64_t k, int64_t gates) {
+  const int64_t H = w_hh.size(1), Hk = p.u[k + 1] - p.u[k];
+  if (p.S == 1 || gates == 1) return w_hh;
+  return w_hh.view({gates, H, H}).narrow(1, p.u[k], Hk).reshape({gates * Hk, H}).contiguous();
+}
 
 template <typename T>
 std::vector<Tensor> lstm_fwd_cpu(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
@@ -277,92 +394,99 @@ std::vector<Tensor> lstm_fwd_cpu(const Tensor& x, const Tensor& h0, const Tensor
                                  bool save, bool taps) {
   const int64_t B = s.B, T_ = s.T, I = s.I, H = s.H, G = s.G;
   auto o = x.options();
-  Tensor xw = at::addmm(bias, x.reshape({B * T_, I}), w_ih.t());
+  Tensor xw = at::addmm(bias, x.reshape({B * T_, I}), w_ih.t());  // becomes A (activations) in place
   Tensor out = at::empty({B, T_, H}, o);
-  Tensor Hs = s.has_len ? (save ? at::empty({B, T_, H}, o) : at::empty({B, H}, o)) : Tensor();
+  Tensor Hs = state_buffer<T>(s, save, o);
   Tensor C = save ? at::empty({B, T_, H}, o) : at::empty({B, H}, o);
-  Tensor A = save ? at::empty({B, T_, G}, o) : Tensor();
+  Tensor hr = rmask_buffer<T>(h0, rmask);
+  const Plan p = make_plan(B, H, G);
   Tensor scr = at::empty({B, G}, o);
-  Tensor hr = rmask.defined() ? (h0 * rmask).contiguous() : Tensor();
-  Tensor sat = taps ? at::zeros({4, T_, B}, o.dtype(at::kFloat)) : Tensor();
+  Tensor sat = taps ? at::zeros({p.S, 4, T_, B}, o.dtype(at::kFloat)) : Tensor();
+  std::vector<Tensor> wk(p.S);
+  std::vector<RecGemm<T>> rec(p.S);
+  for (int64_t k = 0; k < p.S; ++k) {
+    wk[k] = slot_weights(w_hh, p, k, 4);
+    rec[k].init(wk[k].data_ptr<T>(), H, B, 4 * (p.u[k + 1] - p.u[k]), H, true, G * H);
+  }
 
-  const T* xwp = xw.data_ptr<T>();
+  T* xwp = xw.data_ptr<T>();
   const T* h0p = h0.data_ptr<T>();
   const T* c0p = c0.data_ptr<T>();
-  const T* whh = w_hh.data_ptr<T>();
   const T* rmp = rmask.defined() ? rmask.data_ptr<T>() : nullptr;
   T* outp = out.data_ptr<T>();
   T* scrp = scr.data_ptr<T>();
   T* hrp = hr.defined() ? hr.data_ptr<T>() : nullptr;
-  T* Ap = A.defined() ? A.data_ptr<T>() : nullptr;
   float* satp = taps ? sat.data_ptr<float>() : nullptr;
-  const Rows<T> S = s.has_len ? Rows<T>{Hs.data_ptr<T>(), save ? T_ * H : H, save ? H : 0}
-                              : Rows<T>{outp, T_ * H, H};
-  const Rows<T> Cr{C.data_ptr<T>(), save ? T_ * H : H, save ? H : 0};
+  const Rows<T> S = state_rows<T>(s, save, Hs, outp);
+  const Rows<T> Cr{C.data_ptr<T>(), save ? T_ * H : H, save ? H : 0, 0};
   const bool sep_state = s.has_len;
   const int64_t* len = s.len.data();
 
-  const RecGemm<T> rec(whh, B, G, H, true);
-  for (int64_t t = 0; t < T_; ++t) {
-    const T* hin = hrp ? hrp : (t == 0 ? h0p : S.at(0, t - 1));
-    const int64_t ldin = (hrp || t == 0) ? H : S.bs;
-    rec.run(hin, ldin, scrp, G);
-    over_rows(B, G, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        T* cc = Cr.at(b, t);
-        const T* cp = t == 0 ? c0p + b * H : Cr.at(b, t - 1);
-        T* hc = S.at(b, t);
-        const T* hp = t == 0 ? h0p + b * H : S.at(b, t - 1);
-        T* orow = outp + (b * T_ + t) * H;
-        if (t >= len[b]) {  // padded: carry the state, zero output (hr keeps h_{t-1} * rmask)
-          if (cc != cp) std::memcpy(cc, cp, sizeof(T) * H);
-          if (hc != hp) std::memcpy(hc, hp, sizeof(T) * H);
-          std::memset(orow, 0, sizeof(T) * H);
-          continue;
-        }
-        const T* xr = xwp + (b * T_ + t) * G;
-        const T* sr = scrp + b * G;
-        T* ar = Ap ? Ap + (b * T_ + t) * G : nullptr;
-        T* hrr = hrp ? hrp + b * H : nullptr;
-        const T* rmr = rmp ? rmp + b * H : nullptr;
-        int ni = 0, nf = 0, ng = 0, no = 0;
-        for_lanes<T>(H, [&](auto tag, int64_t j) {
-          using V = decltype(tag);
-          V i = vsigmoid(V::load(xr + j) + V::load(sr + j));
-          V f = vsigmoid(V::load(xr + H + j) + V::load(sr + H + j));
-          V g = vtanh(V::load(xr + 2 * H + j) + V::load(sr + 2 * H + j));
-          V og = vsigmoid(V::load(xr + 3 * H + j) + V::load(sr + 3 * H + j));
-          V c = f * V::load(cp + j) + i * g;
-          V h = og * vtanh(c);
-          c.store(cc + j);
-          h.store(orow + j);
-          if (sep_state) h.store(hc + j);
-          if (hrr) (h * V::load(rmr + j)).store(hrr + j);
-          if (ar) {
-            i.store(ar + j);
-            f.store(ar + H + j);
-            g.store(ar + 2 * H + j);
-            og.store(ar + 3 * H + j);
+  run_slots(p, [&](int64_t s0, int64_t s1, SpinBarrier& bar) {
+    for (int64_t t = 0; t < T_; ++t) {
+      bar.wait();  // h_{t-1} complete
+      const T* hin = hrp ? hrp + ((t - 1) & 1) * B * H : (t == 0 ? h0p : S.at(0, t - 1));
+      const int64_t ldin = (hrp || t == 0) ? H : S.bs;
+      for (int64_t k = s0; k < s1; ++k) {
+        const int64_t u0 = p.u[k], Hk = p.u[k + 1] - u0;
+        rec[k].run(hin, ldin, scrp + 4 * u0, G);
+        for (int64_t b = 0; b < B; ++b) {
+          T* cc = Cr.at(b, t) + u0;
+          const T* cp = (t == 0 ? c0p + b * H : Cr.at(b, t - 1)) + u0;
+          T* hc = S.at(b, t) + u0;
+          const T* hp = (t == 0 ? h0p + b * H : S.at(b, t - 1)) + u0;
+          T* orow = outp + (b * T_ + t) * H + u0;
+          T* hrc = hrp ? hrp + (t & 1) * B * H + b * H + u0 : nullptr;
+          if (t >= len[b]) {  // padded: carry the state, zero output
+            if (cc != cp) std::memcpy(cc, cp, sizeof(T) * Hk);
+            if (hc != hp) std::memcpy(hc, hp, sizeof(T) * Hk);
+            if (hrc) std::memcpy(hrc, hrp + ((t - 1) & 1) * B * H + b * H + u0, sizeof(T) * Hk);
+            std::memset(orow, 0, sizeof(T) * Hk);
+            continue;
           }
+          T* xr = xwp + (b * T_ + t) * G + u0;  // gate stride H; activations overwrite it
+          const T* sr = scrp + b * G + 4 * u0;   // gate stride Hk
+          const T* rmr = rmp ? rmp + b * H + u0 : nullptr;
+          int ni = 0, nf = 0, ng = 0, no = 0;
+          for_lanes<T>(Hk, [&](auto tag, int64_t j) {
+            using V = decltype(tag);
+            V i = vsigmoid(V::load(xr + j) + V::load(sr + j));
+            V f = vsigmoid(V::load(xr + H + j) + V::load(sr + Hk + j));
+            V g = vtanh(V::load(xr + 2 * H + j) + V::load(sr + 2 * Hk + j));
+            V og = vsigmoid(V::load(xr + 3 * H + j) + V::load(sr + 3 * Hk + j));
+            V c = f * V::load(cp + j) + i * g;
+            V h = og * vtanh(c);
+            c.store(cc + j);
+            h.store(orow + j);
+            if (sep_state) h.store(hc + j);
+            if (hrc) (h * V::load(rmr + j)).store(hrc + j);
+            if (save) {
+              i.store(xr + j);
+              f.store(xr + H + j);
+              g.store(xr + 2 * H + j);
+              og.store(xr + 3 * H + j);
+            }
+            if (satp) {
+              ni += vcount_sig(i);
+              nf += vcount_sig(f);
+              ng += vcount_tanh(g);
+              no += vcount_sig(og);
+            }
+          });
           if (satp) {
-            ni += vcount_sig(i);
-            nf += vcount_sig(f);
-            ng += vcount_tanh(g);
-            no += vcount_sig(og);
+            float* sk = satp + k * 4 * T_ * B + t * B + b;
+            sk[0] = float(ni);
+            sk[T_ * B] = float(nf);
+            sk[2 * T_ * B] = float(ng);
+            sk[3 * T_ * B] = float(no);
           }
-        });
-        if (satp) {
-          satp[(0 * T_ + t) * B + b] = float(ni);
-          satp[(1 * T_ + t) * B + b] = float(nf);
-          satp[(2 * T_ + t) * B + b] = float(ng);
-          satp[(3 * T_ + t) * B + b] = float(no);
         }
       }
-    });
-  }
-  Tensor h_n = s.has_len ? (save ? Hs.select(1, T_ - 1).clone() : Hs) : out.select(1, T_ - 1).clone();
+    }
+  });
   Tensor c_n = save ? C.select(1, T_ - 1).clone() : C;
-  return {out, h_n, c_n, or_none(A), save ? C : none(), (s.has_len && save) ? Hs : none(), or_none(sat)};
+  return {out, final_state(s, save, Hs, out), c_n, save ? xw.view({B, T_, G}) : none(), save ? C : none(),
+          (s.has_len && save) ? Hs : none(), taps ? reduce_slots(sat, p) : none()};
 }
 
 // Gradient w.r.t. the state h_t entering the elementwise step: carried part + rmask * (dG_{t+1} W_hh)
@@ -381,18 +505,21 @@ std::vector<Tensor> lstm_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Te
                                  const Shape& s, bool need_dx, bool taps) {
   const int64_t B = s.B, T_ = s.T, H = s.H, G = s.G;
   auto o = x.options();
+  const Plan p = make_plan(B, H, G);
   Tensor dG = at::empty({B, T_, G}, o);
   Tensor ghb = ghn.defined() ? ghn.contiguous().clone() : at::zeros({B, H}, o);
   Tensor gcb = gcn.defined() ? gcn.contiguous().clone() : at::zeros({B, H}, o);
   Tensor scr = at::zeros({B, H}, o);
-  Tensor ghsq = taps ? at::zeros({T_, B}, o) : Tensor();
-  Tensor gcsq = taps ? at::zeros({T_, B}, o) : Tensor();
+  Tensor ghsq = taps ? at::zeros({p.S, T_, B}, o) : Tensor();
+  Tensor gcsq = taps ? at::zeros({p.S, T_, B}, o) : Tensor();
+  const T* whh = w_hh.data_ptr<T>();
+  std::vector<RecGemm<T>> rec(p.S);
+  for (int64_t k = 0; k < p.S; ++k) rec[k].init(whh + p.u[k], H, B, p.u[k + 1] - p.u[k], G, false, G * H);
 
   const T* doutp = gout.defined() ? gout.data_ptr<T>() : nullptr;
   const T* Ap = A.data_ptr<T>();
   const T* Cp = C.data_ptr<T>();
   const T* c0p = c0.data_ptr<T>();
-  const T* whh = w_hh.data_ptr<T>();
   const T* rmp = rmask.defined() ? rmask.data_ptr<T>() : nullptr;
   T* dGp = dG.data_ptr<T>();
   T* ghbp = ghb.data_ptr<T>();
@@ -402,64 +529,68 @@ std::vector<Tensor> lstm_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Te
   T* gcsqp = taps ? gcsq.data_ptr<T>() : nullptr;
   const int64_t* len = s.len.data();
 
-  const RecGemm<T> rec(whh, B, H, G, false);
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    over_rows(B, G, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        const bool valid = t < len[b];
-        T* ghr = ghbp + b * H;
-        T* gcr = gcbp + b * H;
-        const T* sr = scrp + b * H;
-        const T* rmr = rmp ? rmp + b * H : nullptr;
-        T* dg = dGp + (b * T_ + t) * G;
-        SqAcc<T> ah, ac;
-        if (!valid) {
-          for_lanes<T>(H, [&](auto tag, int64_t j) {
-            using V = decltype(tag);
-            V gh = grad_h<V>(ghr, sr, rmr, static_cast<const T*>(nullptr), j);
-            gh.store(ghr + j);
-            if (ghsqp) {
-              ah.add(gh);
-              ac.add(V::load(gcr + j));
-            }
-          });
-          std::memset(dg, 0, sizeof(T) * G);
-        } else {
-          const T* dor = doutp ? doutp + (b * T_ + t) * H : nullptr;
-          const T* a = Ap + (b * T_ + t) * G;
-          const T* cr = Cp + (b * T_ + t) * H;
-          const T* cp = t == 0 ? c0p + b * H : Cp + (b * T_ + t - 1) * H;
-          for_lanes<T>(H, [&](auto tag, int64_t j) {
-            using V = decltype(tag);
-            const V one = V::set(T(1));
-            V gh = grad_h<V>(ghr, sr, rmr, dor, j);
-            V i = V::load(a + j), f = V::load(a + H + j), g = V::load(a + 2 * H + j), og = V::load(a + 3 * H + j);
-            V tc = vtanh(V::load(cr + j));
-            V dc = V::load(gcr + j) + gh * og * (one - tc * tc);
-            (dc * g * i * (one - i)).store(dg + j);
-            (dc * V::load(cp + j) * f * (one - f)).store(dg + H + j);
-            (dc * i * (one - g * g)).store(dg + 2 * H + j);
-            (gh * tc * og * (one - og)).store(dg + 3 * H + j);
-            (dc * f).store(gcr + j);
-            V::zero().store(ghr + j);
-            if (ghsqp) {
-              ah.add(gh);
-              ac.add(dc);
-            }
-          });
-        }
-        if (ghsqp) {
-          ghsqp[t * B + b] = ah.total();
-          gcsqp[t * B + b] = ac.total();
+  run_slots(p, [&](int64_t s0, int64_t s1, SpinBarrier& bar) {
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      for (int64_t k = s0; k < s1; ++k) {
+        const int64_t u0 = p.u[k], Hk = p.u[k + 1] - u0;
+        for (int64_t b = 0; b < B; ++b) {
+          T* ghr = ghbp + b * H + u0;
+          T* gcr = gcbp + b * H + u0;
+          const T* sr = scrp + b * H + u0;
+          const T* rmr = rmp ? rmp + b * H + u0 : nullptr;
+          T* dg = dGp + (b * T_ + t) * G + u0;  // gate stride H
+          SqAcc<T> ah, ac;
+          if (t >= len[b]) {
+            for_lanes<T>(Hk, [&](auto tag, int64_t j) {
+              using V = decltype(tag);
+              V gh = grad_h<V>(ghr, sr, rmr, static_cast<const T*>(nullptr), j);
+              gh.store(ghr + j);
+              if (ghsqp) {
+                ah.add(gh);
+                ac.add(V::load(gcr + j));
+              }
+            });
+            for (int g = 0; g < 4; ++g) std::memset(dg + g * H, 0, sizeof(T) * Hk);
+          } else {
+            const T* dor = doutp ? doutp + (b * T_ + t) * H + u0 : nullptr;
+            const T* a = Ap + (b * T_ + t) * G + u0;
+            const T* cr = Cp + (b * T_ + t) * H + u0;
+            const T* cp = (t == 0 ? c0p + b * H : Cp + (b * T_ + t - 1) * H) + u0;
+            for_lanes<T>(Hk, [&](auto tag, int64_t j) {
+              using V = decltype(tag);
+              const V one = V::set(T(1));
+              V gh = grad_h<V>(ghr, sr, rmr, dor, j);
+              V i = V::load(a + j), f = V::load(a + H + j), g = V::load(a + 2 * H + j);
+              V og = V::load(a + 3 * H + j);
+              V tc = vtanh(V::load(cr + j));
+              V dc = V::load(gcr + j) + gh * og * (one - tc * tc);
+              (dc * g * i * (one - i)).store(dg + j);
+              (dc * V::load(cp + j) * f * (one - f)).store(dg + H + j);
+              (dc * i * (one - g * g)).store(dg + 2 * H + j);
+              (gh * tc * og * (one - og)).store(dg + 3 * H + j);
+              (dc * f).store(gcr + j);
+              V::zero().store(ghr + j);
+              if (ghsqp) {
+                ah.add(gh);
+                ac.add(dc);
+              }
+            });
+          }
+          if (ghsqp) {
+            ghsqp[(k * T_ + t) * B + b] = ah.total();
+            gcsqp[(k * T_ + t) * B + b] = ac.total();
+          }
         }
       }
-    });
-    rec.run(dGp + t * G, T_ * G, scrp, H);
-  }
+      bar.wait();  // dG_t complete
+      for (int64_t k = s0; k < s1; ++k) rec[k].run(dGp + t * G, T_ * G, scrp + p.u[k], H);
+    }
+  });
   Tensor dh0 = rmask.defined() ? ghb + rmask * scr : ghb + scr;
   Tensor dx, dw_ih, dw_hh, db;
   lstm_like_tail(dG, x, h0, S, rmask, w_ih, s, need_dx, dx, dw_ih, dw_hh, db);
-  return {dx, dh0, gcb, dw_ih, dw_hh, db, or_none(ghsq), or_none(gcsq)};
+  return {dx, dh0, gcb, dw_ih, dw_hh, db, taps ? reduce_slots(ghsq, p) : none(),
+          taps ? reduce_slots(gcsq, p) : none()};
 }
 
 template <typename T>
@@ -468,83 +599,95 @@ std::vector<Tensor> gru_fwd_cpu(const Tensor& x, const Tensor& h0, const Tensor&
                                 bool save, bool taps) {
   const int64_t B = s.B, T_ = s.T, I = s.I, H = s.H, G = s.G;
   auto o = x.options();
-  Tensor xw = at::addmm(bias, x.reshape({B * T_, I}), w_ih.t());
+  // Input projection into rows of width XS: 4H when saving, so the row becomes A = (r, z, n, W_hn h + b_hn).
+  const int64_t XS = save ? 4 * H : G;
+  Tensor xw = at::empty({B * T_, XS}, o);
+  xw.narrow(1, 0, G).copy_(bias.expand({B * T_, G}));
+  mm_nt<T>(B * T_, G, I, x.data_ptr<T>(), I, w_ih.data_ptr<T>(), I, T(1), xw.data_ptr<T>(), XS);
   Tensor out = at::empty({B, T_, H}, o);
-  Tensor Hs = s.has_len ? (save ? at::empty({B, T_, H}, o) : at::empty({B, H}, o)) : Tensor();
-  Tensor A = save ? at::empty({B, T_, 4 * H}, o) : Tensor();
+  Tensor Hs = state_buffer<T>(s, save, o);
+  Tensor hr = rmask_buffer<T>(h0, rmask);
+  const Plan p = make_plan(B, H, G);
   Tensor scr = at::empty({B, G}, o);
-  Tensor hr = rmask.defined() ? (h0 * rmask).contiguous() : Tensor();
-  Tensor sat = taps ? at::zeros({3, T_, B}, o.dtype(at::kFloat)) : Tensor();
+  Tensor sat = taps ? at::zeros({p.S, 3, T_, B}, o.dtype(at::kFloat)) : Tensor();
+  std::vector<Tensor> wk(p.S);
+  std::vector<RecGemm<T>> rec(p.S);
+  for (int64_t k = 0; k < p.S; ++k) {
+    wk[k] = slot_weights(w_hh, p, k, 3);
+    rec[k].init(wk[k].data_ptr<T>(), H, B, 3 * (p.u[k + 1] - p.u[k]), H, true, G * H);
+  }
 
-  const T* xwp = xw.data_ptr<T>();
+  T* xwp = xw.data_ptr<T>();
   const T* h0p = h0.data_ptr<T>();
-  const T* whh = w_hh.data_ptr<T>();
   const T* bhnp = bhn.data_ptr<T>();
   const T* rmp = rmask.defined() ? rmask.data_ptr<T>() : nullptr;
   T* outp = out.data_ptr<T>();
   T* scrp = scr.data_ptr<T>();
   T* hrp = hr.defined() ? hr.data_ptr<T>() : nullptr;
-  T* Ap = A.defined() ? A.data_ptr<T>() : nullptr;
   float* satp = taps ? sat.data_ptr<float>() : nullptr;
-  const Rows<T> S = s.has_len ? Rows<T>{Hs.data_ptr<T>(), save ? T_ * H : H, save ? H : 0}
-                              : Rows<T>{outp, T_ * H, H};
+  const Rows<T> S = state_rows<T>(s, save, Hs, outp);
   const bool sep_state = s.has_len;
   const int64_t* len = s.len.data();
 
-  const RecGemm<T> rec(whh, B, G, H, true);
-  for (int64_t t = 0; t < T_; ++t) {
-    const T* hin = hrp ? hrp : (t == 0 ? h0p : S.at(0, t - 1));
-    const int64_t ldin = (hrp || t == 0) ? H : S.bs;
-    rec.run(hin, ldin, scrp, G);
-    over_rows(B, G, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        T* hc = S.at(b, t);
-        const T* hp = t == 0 ? h0p + b * H : S.at(b, t - 1);
-        T* orow = outp + (b * T_ + t) * H;
-        if (t >= len[b]) {
-          if (hc != hp) std::memcpy(hc, hp, sizeof(T) * H);
-          std::memset(orow, 0, sizeof(T) * H);
-          continue;
-        }
-        const T* xr = xwp + (b * T_ + t) * G;
-        const T* sr = scrp + b * G;
-        T* ar = Ap ? Ap + (b * T_ + t) * 4 * H : nullptr;
-        T* hrr = hrp ? hrp + b * H : nullptr;
-        const T* rmr = rmp ? rmp + b * H : nullptr;
-        int nr = 0, nz = 0, nn = 0;
-        for_lanes<T>(H, [&](auto tag, int64_t j) {
-          using V = decltype(tag);
-          const V one = V::set(T(1));
-          V r = vsigmoid(V::load(xr + j) + V::load(sr + j));
-          V z = vsigmoid(V::load(xr + H + j) + V::load(sr + H + j));
-          V hn = V::load(sr + 2 * H + j) + V::load(bhnp + j);
-          V n = vtanh(V::load(xr + 2 * H + j) + r * hn);
-          V h = (one - z) * n + z * V::load(hp + j);
-          h.store(orow + j);
-          if (sep_state) h.store(hc + j);
-          if (hrr) (h * V::load(rmr + j)).store(hrr + j);
-          if (ar) {
-            r.store(ar + j);
-            z.store(ar + H + j);
-            n.store(ar + 2 * H + j);
-            hn.store(ar + 3 * H + j);
+  run_slots(p, [&](int64_t s0, int64_t s1, SpinBarrier& bar) {
+    for (int64_t t = 0; t < T_; ++t) {
+      bar.wait();
+      const T* hin = hrp ? hrp + ((t - 1) & 1) * B * H : (t == 0 ? h0p : S.at(0, t - 1));
+      const int64_t ldin = (hrp || t == 0) ? H : S.bs;
+      for (int64_t k = s0; k < s1; ++k) {
+        const int64_t u0 = p.u[k], Hk = p.u[k + 1] - u0;
+        rec[k].run(hin, ldin, scrp + 3 * u0, G);
+        for (int64_t b = 0; b < B; ++b) {
+          T* hc = S.at(b, t) + u0;
+          const T* hp = (t == 0 ? h0p + b * H : S.at(b, t - 1)) + u0;
+          T* orow = outp + (b * T_ + t) * H + u0;
+          T* hrc = hrp ? hrp + (t & 1) * B * H + b * H + u0 : nullptr;
+          if (t >= len[b]) {
+            if (hc != hp) std::memcpy(hc, hp, sizeof(T) * Hk);
+            if (hrc) std::memcpy(hrc, hrp + ((t - 1) & 1) * B * H + b * H + u0, sizeof(T) * Hk);
+            std::memset(orow, 0, sizeof(T) * Hk);
+            continue;
           }
+          T* xr = xwp + (b * T_ + t) * XS + u0;  // gate stride H
+          const T* sr = scrp + b * G + 3 * u0;    // gate stride Hk
+          const T* rmr = rmp ? rmp + b * H + u0 : nullptr;
+          const T* bh = bhnp + u0;
+          int nr = 0, nz = 0, nn = 0;
+          for_lanes<T>(Hk, [&](auto tag, int64_t j) {
+            using V = decltype(tag);
+            const V one = V::set(T(1));
+            V r = vsigmoid(V::load(xr + j) + V::load(sr + j));
+            V z = vsigmoid(V::load(xr + H + j) + V::load(sr + Hk + j));
+            V hn = V::load(sr + 2 * Hk + j) + V::load(bh + j);
+            V n = vtanh(V::load(xr + 2 * H + j) + r * hn);
+            V h = (one - z) * n + z * V::load(hp + j);
+            h.store(orow + j);
+            if (sep_state) h.store(hc + j);
+            if (hrc) (h * V::load(rmr + j)).store(hrc + j);
+            if (save) {
+              r.store(xr + j);
+              z.store(xr + H + j);
+              n.store(xr + 2 * H + j);
+              hn.store(xr + 3 * H + j);
+            }
+            if (satp) {
+              nr += vcount_sig(r);
+              nz += vcount_sig(z);
+              nn += vcount_tanh(n);
+            }
+          });
           if (satp) {
-            nr += vcount_sig(r);
-            nz += vcount_sig(z);
-            nn += vcount_tanh(n);
+            float* sk = satp + k * 3 * T_ * B + t * B + b;
+            sk[0] = float(nr);
+            sk[T_ * B] = float(nz);
+            sk[2 * T_ * B] = float(nn);
           }
-        });
-        if (satp) {
-          satp[(0 * T_ + t) * B + b] = float(nr);
-          satp[(1 * T_ + t) * B + b] = float(nz);
-          satp[(2 * T_ + t) * B + b] = float(nn);
         }
       }
-    });
-  }
-  Tensor h_n = s.has_len ? (save ? Hs.select(1, T_ - 1).clone() : Hs) : out.select(1, T_ - 1).clone();
-  return {out, h_n, or_none(A), (s.has_len && save) ? Hs : none(), or_none(sat)};
+    }
+  });
+  return {out, final_state(s, save, Hs, out), save ? xw.view({B, T_, 4 * H}) : none(),
+          (s.has_len && save) ? Hs : none(), taps ? reduce_slots(sat, p) : none()};
 }
 
 void gru_tail(const Tensor& dR, const Tensor& dXn, const Tensor& x, const Tensor& h0, const Tensor& S,
@@ -569,17 +712,20 @@ std::vector<Tensor> gru_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Ten
                                 const Tensor& S, const Shape& s, bool need_dx, bool taps) {
   const int64_t B = s.B, T_ = s.T, H = s.H, G = s.G;
   auto o = x.options();
+  const Plan p = make_plan(B, H, G);
   Tensor dR = at::empty({B, T_, G}, o);
   Tensor dXn = at::empty({B, T_, H}, o);
   Tensor ghb = ghn.defined() ? ghn.contiguous().clone() : at::zeros({B, H}, o);
   Tensor scr = at::zeros({B, H}, o);
-  Tensor ghsq = taps ? at::zeros({T_, B}, o) : Tensor();
+  Tensor ghsq = taps ? at::zeros({p.S, T_, B}, o) : Tensor();
+  const T* whh = w_hh.data_ptr<T>();
+  std::vector<RecGemm<T>> rec(p.S);
+  for (int64_t k = 0; k < p.S; ++k) rec[k].init(whh + p.u[k], H, B, p.u[k + 1] - p.u[k], G, false, G * H);
 
   const T* doutp = gout.defined() ? gout.data_ptr<T>() : nullptr;
   const T* Ap = A.data_ptr<T>();
   const T* Sp = S.data_ptr<T>();
   const T* h0p = h0.data_ptr<T>();
-  const T* whh = w_hh.data_ptr<T>();
   const T* rmp = rmask.defined() ? rmask.data_ptr<T>() : nullptr;
   T* dRp = dR.data_ptr<T>();
   T* dXp = dXn.data_ptr<T>();
@@ -588,54 +734,57 @@ std::vector<Tensor> gru_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Ten
   T* ghsqp = taps ? ghsq.data_ptr<T>() : nullptr;
   const int64_t* len = s.len.data();
 
-  const RecGemm<T> rec(whh, B, H, G, false);
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    over_rows(B, G, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        const bool valid = t < len[b];
-        T* ghr = ghbp + b * H;
-        const T* sr = scrp + b * H;
-        const T* rmr = rmp ? rmp + b * H : nullptr;
-        T* dr = dRp + (b * T_ + t) * G;
-        T* dxn = dXp + (b * T_ + t) * H;
-        SqAcc<T> ah;
-        if (!valid) {
-          for_lanes<T>(H, [&](auto tag, int64_t j) {
-            using V = decltype(tag);
-            V gh = grad_h<V>(ghr, sr, rmr, static_cast<const T*>(nullptr), j);
-            gh.store(ghr + j);
-            if (ghsqp) ah.add(gh);
-          });
-          std::memset(dr, 0, sizeof(T) * G);
-          std::memset(dxn, 0, sizeof(T) * H);
-        } else {
-          const T* dor = doutp ? doutp + (b * T_ + t) * H : nullptr;
-          const T* a = Ap + (b * T_ + t) * 4 * H;
-          const T* hp = t == 0 ? h0p + b * H : Sp + (b * T_ + t - 1) * H;
-          for_lanes<T>(H, [&](auto tag, int64_t j) {
-            using V = decltype(tag);
-            const V one = V::set(T(1));
-            V gh = grad_h<V>(ghr, sr, rmr, dor, j);
-            V r = V::load(a + j), z = V::load(a + H + j), n = V::load(a + 2 * H + j), hn = V::load(a + 3 * H + j);
-            V dz = gh * (V::load(hp + j) - n);
-            V dnp = gh * (one - z) * (one - n * n);
-            (dnp * hn * r * (one - r)).store(dr + j);
-            (dz * z * (one - z)).store(dr + H + j);
-            (dnp * r).store(dr + 2 * H + j);
-            dnp.store(dxn + j);
-            (gh * z).store(ghr + j);
-            if (ghsqp) ah.add(gh);
-          });
+  run_slots(p, [&](int64_t s0, int64_t s1, SpinBarrier& bar) {
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      for (int64_t k = s0; k < s1; ++k) {
+        const int64_t u0 = p.u[k], Hk = p.u[k + 1] - u0;
+        for (int64_t b = 0; b < B; ++b) {
+          T* ghr = ghbp + b * H + u0;
+          const T* sr = scrp + b * H + u0;
+          const T* rmr = rmp ? rmp + b * H + u0 : nullptr;
+          T* dr = dRp + (b * T_ + t) * G + u0;  // gate stride H
+          T* dxn = dXp + (b * T_ + t) * H + u0;
+          SqAcc<T> ah;
+          if (t >= len[b]) {
+            for_lanes<T>(Hk, [&](auto tag, int64_t j) {
+              using V = decltype(tag);
+              V gh = grad_h<V>(ghr, sr, rmr, static_cast<const T*>(nullptr), j);
+              gh.store(ghr + j);
+              if (ghsqp) ah.add(gh);
+            });
+            for (int g = 0; g < 3; ++g) std::memset(dr + g * H, 0, sizeof(T) * Hk);
+            std::memset(dxn, 0, sizeof(T) * Hk);
+          } else {
+            const T* dor = doutp ? doutp + (b * T_ + t) * H + u0 : nullptr;
+            const T* a = Ap + (b * T_ + t) * 4 * H + u0;
+            const T* hp = (t == 0 ? h0p + b * H : Sp + (b * T_ + t - 1) * H) + u0;
+            for_lanes<T>(Hk, [&](auto tag, int64_t j) {
+              using V = decltype(tag);
+              const V one = V::set(T(1));
+              V gh = grad_h<V>(ghr, sr, rmr, dor, j);
+              V r = V::load(a + j), z = V::load(a + H + j), n = V::load(a + 2 * H + j);
+              V hn = V::load(a + 3 * H + j);
+              V dz = gh * (V::load(hp + j) - n);
+              V dnp = gh * (one - z) * (one - n * n);
+              (dnp * hn * r * (one - r)).store(dr + j);
+              (dz * z * (one - z)).store(dr + H + j);
+              (dnp * r).store(dr + 2 * H + j);
+              dnp.store(dxn + j);
+              (gh * z).store(ghr + j);
+              if (ghsqp) ah.add(gh);
+            });
+          }
+          if (ghsqp) ghsqp[(k * T_ + t) * B + b] = ah.total();
         }
-        if (ghsqp) ghsqp[t * B + b] = ah.total();
       }
-    });
-    rec.run(dRp + t * G, T_ * G, scrp, H);
-  }
+      bar.wait();
+      for (int64_t k = s0; k < s1; ++k) rec[k].run(dRp + t * G, T_ * G, scrp + p.u[k], H);
+    }
+  });
   Tensor dh0 = rmask.defined() ? ghb + rmask * scr : ghb + scr;
   Tensor dx, dw_ih, dw_hh, db_ih, db_hh;
   gru_tail(dR, dXn, x, h0, S, rmask, w_ih, s, need_dx, dx, dw_ih, dw_hh, db_ih, db_hh);
-  return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh, or_none(ghsq)};
+  return {dx, dh0, dw_ih, dw_hh, db_ih, db_hh, taps ? reduce_slots(ghsq, p) : none()};
 }
 
 template <typename T>
@@ -646,59 +795,65 @@ std::vector<Tensor> rnn_fwd_cpu(const Tensor& x, const Tensor& h0, const Tensor&
   auto o = x.options();
   Tensor xw = at::addmm(bias, x.reshape({B * T_, I}), w_ih.t());
   Tensor out = at::empty({B, T_, H}, o);
-  Tensor Hs = s.has_len ? (save ? at::empty({B, T_, H}, o) : at::empty({B, H}, o)) : Tensor();
+  Tensor Hs = state_buffer<T>(s, save, o);
+  Tensor hr = rmask_buffer<T>(h0, rmask);
+  const Plan p = make_plan(B, H, H);
   Tensor scr = at::empty({B, H}, o);
-  Tensor hr = rmask.defined() ? (h0 * rmask).contiguous() : Tensor();
-  Tensor sat = taps ? at::zeros({1, T_, B}, o.dtype(at::kFloat)) : Tensor();
+  Tensor sat = taps ? at::zeros({p.S, 1, T_, B}, o.dtype(at::kFloat)) : Tensor();
+  const T* whh = w_hh.data_ptr<T>();
+  std::vector<RecGemm<T>> rec(p.S);
+  for (int64_t k = 0; k < p.S; ++k) rec[k].init(whh + p.u[k] * H, H, B, p.u[k + 1] - p.u[k], H, true, H * H);
 
   const T* xwp = xw.data_ptr<T>();
   const T* h0p = h0.data_ptr<T>();
-  const T* whh = w_hh.data_ptr<T>();
   const T* rmp = rmask.defined() ? rmask.data_ptr<T>() : nullptr;
   T* outp = out.data_ptr<T>();
   T* scrp = scr.data_ptr<T>();
   T* hrp = hr.defined() ? hr.data_ptr<T>() : nullptr;
   float* satp = taps ? sat.data_ptr<float>() : nullptr;
-  const Rows<T> S = s.has_len ? Rows<T>{Hs.data_ptr<T>(), save ? T_ * H : H, save ? H : 0}
-                              : Rows<T>{outp, T_ * H, H};
+  const Rows<T> S = state_rows<T>(s, save, Hs, outp);
   const bool sep_state = s.has_len;
   const int64_t* len = s.len.data();
 
-  const RecGemm<T> rec(whh, B, H, H, true);
-  for (int64_t t = 0; t < T_; ++t) {
-    const T* hin = hrp ? hrp : (t == 0 ? h0p : S.at(0, t - 1));
-    const int64_t ldin = (hrp || t == 0) ? H : S.bs;
-    rec.run(hin, ldin, scrp, H);
-    over_rows(B, H, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        T* hc = S.at(b, t);
-        const T* hp = t == 0 ? h0p + b * H : S.at(b, t - 1);
-        T* orow = outp + (b * T_ + t) * H;
-        if (t >= len[b]) {
-          if (hc != hp) std::memcpy(hc, hp, sizeof(T) * H);
-          std::memset(orow, 0, sizeof(T) * H);
-          continue;
+  run_slots(p, [&](int64_t s0, int64_t s1, SpinBarrier& bar) {
+    for (int64_t t = 0; t < T_; ++t) {
+      bar.wait();
+      const T* hin = hrp ? hrp + ((t - 1) & 1) * B * H : (t == 0 ? h0p : S.at(0, t - 1));
+      const int64_t ldin = (hrp || t == 0) ? H : S.bs;
+      for (int64_t k = s0; k < s1; ++k) {
+        const int64_t u0 = p.u[k], Hk = p.u[k + 1] - u0;
+        rec[k].run(hin, ldin, scrp + u0, H);
+        for (int64_t b = 0; b < B; ++b) {
+          T* hc = S.at(b, t) + u0;
+          const T* hp = (t == 0 ? h0p + b * H : S.at(b, t - 1)) + u0;
+          T* orow = outp + (b * T_ + t) * H + u0;
+          T* hrc = hrp ? hrp + (t & 1) * B * H + b * H + u0 : nullptr;
+          if (t >= len[b]) {
+            if (hc != hp) std::memcpy(hc, hp, sizeof(T) * Hk);
+            if (hrc) std::memcpy(hrc, hrp + ((t - 1) & 1) * B * H + b * H + u0, sizeof(T) * Hk);
+            std::memset(orow, 0, sizeof(T) * Hk);
+            continue;
+          }
+          const T* xr = xwp + (b * T_ + t) * H + u0;
+          const T* sr = scrp + b * H + u0;
+          const T* rmr = rmp ? rmp + b * H + u0 : nullptr;
+          int nh = 0;
+          for_lanes<T>(Hk, [&](auto tag, int64_t j) {
+            using V = decltype(tag);
+            V pre = V::load(xr + j) + V::load(sr + j);
+            V h = relu ? vrelu(pre) : vtanh(pre);
+            h.store(orow + j);
+            if (sep_state) h.store(hc + j);
+            if (hrc) (h * V::load(rmr + j)).store(hrc + j);
+            if (satp) nh += relu ? vcount_zero(h) : vcount_tanh(h);
+          });
+          if (satp) satp[(k * T_ + t) * B + b] = float(nh);
         }
-        const T* xr = xwp + (b * T_ + t) * H;
-        const T* sr = scrp + b * H;
-        T* hrr = hrp ? hrp + b * H : nullptr;
-        const T* rmr = rmp ? rmp + b * H : nullptr;
-        int nh = 0;
-        for_lanes<T>(H, [&](auto tag, int64_t j) {
-          using V = decltype(tag);
-          V pre = V::load(xr + j) + V::load(sr + j);
-          V h = relu ? vrelu(pre) : vtanh(pre);
-          h.store(orow + j);
-          if (sep_state) h.store(hc + j);
-          if (hrr) (h * V::load(rmr + j)).store(hrr + j);
-          if (satp) nh += relu ? vcount_zero(h) : vcount_tanh(h);
-        });
-        if (satp) satp[t * B + b] = float(nh);
       }
-    });
-  }
-  Tensor h_n = s.has_len ? (save ? Hs.select(1, T_ - 1).clone() : Hs) : out.select(1, T_ - 1).clone();
-  return {out, h_n, (s.has_len && save) ? Hs : none(), or_none(sat)};
+    }
+  });
+  return {out, final_state(s, save, Hs, out), (s.has_len && save) ? Hs : none(),
+          taps ? reduce_slots(sat, p) : none()};
 }
 
 template <typename T>
@@ -707,14 +862,17 @@ std::vector<Tensor> rnn_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Ten
                                 const Tensor& S, const Shape& s, bool relu, bool need_dx, bool taps) {
   const int64_t B = s.B, T_ = s.T, H = s.H;
   auto o = x.options();
+  const Plan p = make_plan(B, H, H);
   Tensor dG = at::empty({B, T_, H}, o);
   Tensor ghb = ghn.defined() ? ghn.contiguous().clone() : at::zeros({B, H}, o);
   Tensor scr = at::zeros({B, H}, o);
-  Tensor ghsq = taps ? at::zeros({T_, B}, o) : Tensor();
+  Tensor ghsq = taps ? at::zeros({p.S, T_, B}, o) : Tensor();
+  const T* whh = w_hh.data_ptr<T>();
+  std::vector<RecGemm<T>> rec(p.S);
+  for (int64_t k = 0; k < p.S; ++k) rec[k].init(whh + p.u[k], H, B, p.u[k + 1] - p.u[k], H, false, H * H);
 
   const T* doutp = gout.defined() ? gout.data_ptr<T>() : nullptr;
   const T* outp = out.data_ptr<T>();
-  const T* whh = w_hh.data_ptr<T>();
   const T* rmp = rmask.defined() ? rmask.data_ptr<T>() : nullptr;
   T* dGp = dG.data_ptr<T>();
   T* ghbp = ghb.data_ptr<T>();
@@ -722,46 +880,48 @@ std::vector<Tensor> rnn_bwd_cpu(const Tensor& gout, const Tensor& ghn, const Ten
   T* ghsqp = taps ? ghsq.data_ptr<T>() : nullptr;
   const int64_t* len = s.len.data();
 
-  const RecGemm<T> rec(whh, B, H, H, false);
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    over_rows(B, H, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        const bool valid = t < len[b];
-        T* ghr = ghbp + b * H;
-        const T* sr = scrp + b * H;
-        const T* rmr = rmp ? rmp + b * H : nullptr;
-        T* dg = dGp + (b * T_ + t) * H;
-        SqAcc<T> ah;
-        if (!valid) {
-          for_lanes<T>(H, [&](auto tag, int64_t j) {
-            using V = decltype(tag);
-            V gh = grad_h<V>(ghr, sr, rmr, static_cast<const T*>(nullptr), j);
-            gh.store(ghr + j);
-            if (ghsqp) ah.add(gh);
-          });
-          std::memset(dg, 0, sizeof(T) * H);
-        } else {
-          const T* dor = doutp ? doutp + (b * T_ + t) * H : nullptr;
-          const T* hrow = outp + (b * T_ + t) * H;  // valid step: output == new state
-          for_lanes<T>(H, [&](auto tag, int64_t j) {
-            using V = decltype(tag);
-            V gh = grad_h<V>(ghr, sr, rmr, dor, j);
-            V h = V::load(hrow + j);
-            V d = relu ? vpos_select(h, gh) : gh * (V::set(T(1)) - h * h);
-            d.store(dg + j);
-            V::zero().store(ghr + j);
-            if (ghsqp) ah.add(gh);
-          });
+  run_slots(p, [&](int64_t s0, int64_t s1, SpinBarrier& bar) {
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      for (int64_t k = s0; k < s1; ++k) {
+        const int64_t u0 = p.u[k], Hk = p.u[k + 1] - u0;
+        for (int64_t b = 0; b < B; ++b) {
+          T* ghr = ghbp + b * H + u0;
+          const T* sr = scrp + b * H + u0;
+          const T* rmr = rmp ? rmp + b * H + u0 : nullptr;
+          T* dg = dGp + (b * T_ + t) * H + u0;
+          SqAcc<T> ah;
+          if (t >= len[b]) {
+            for_lanes<T>(Hk, [&](auto tag, int64_t j) {
+              using V = decltype(tag);
+              V gh = grad_h<V>(ghr, sr, rmr, static_cast<const T*>(nullptr), j);
+              gh.store(ghr + j);
+              if (ghsqp) ah.add(gh);
+            });
+            std::memset(dg, 0, sizeof(T) * Hk);
+          } else {
+            const T* dor = doutp ? doutp + (b * T_ + t) * H + u0 : nullptr;
+            const T* hrow = outp + (b * T_ + t) * H + u0;  // valid step: output == new state
+            for_lanes<T>(Hk, [&](auto tag, int64_t j) {
+              using V = decltype(tag);
+              V gh = grad_h<V>(ghr, sr, rmr, dor, j);
+              V h = V::load(hrow + j);
+              V d = relu ? vpos_select(h, gh) : gh * (V::set(T(1)) - h * h);
+              d.store(dg + j);
+              V::zero().store(ghr + j);
+              if (ghsqp) ah.add(gh);
+            });
+          }
+          if (ghsqp) ghsqp[(k * T_ + t) * B + b] = ah.total();
         }
-        if (ghsqp) ghsqp[t * B + b] = ah.total();
       }
-    });
-    rec.run(dGp + t * H, T_ * H, scrp, H);
-  }
+      bar.wait();
+      for (int64_t k = s0; k < s1; ++k) rec[k].run(dGp + t * H, T_ * H, scrp + p.u[k], H);
+    }
+  });
   Tensor dh0 = rmask.defined() ? ghb + rmask * scr : ghb + scr;
   Tensor dx, dw_ih, dw_hh, db;
   lstm_like_tail(dG, x, h0, S, rmask, w_ih, s, need_dx, dx, dw_ih, dw_hh, db);
-  return {dx, dh0, dw_ih, dw_hh, db, or_none(ghsq)};
+  return {dx, dh0, dw_ih, dw_hh, db, taps ? reduce_slots(ghsq, p) : none()};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1142,8 +1302,10 @@ std::vector<int64_t> configure(int64_t par_threshold, int64_t blas_mode, int64_t
   if (blas_mode == 0) g_blas_mode = 0;
   if (blas_mode == 1) g_blas_mode = (blas_selfcheck<float>() && blas_selfcheck<double>()) ? 1 : 0;
   if (pack_mode == 0) g_pack_mode = 0;
-  if (pack_mode == 1) g_pack_mode = pack_selfcheck() ? 1 : 0;
-#ifdef LSTMLAB_HAVE_V8
+  if (pack_mode >= 1) g_pack_mode = pack_selfcheck() ? int(std::min<int64_t>(pack_mode, 2)) : 0;
+#if defined(LSTMLAB_HAVE_V16)
+  const int64_t lanes = 16;
+#elif defined(LSTMLAB_HAVE_V8)
   const int64_t lanes = 8;
 #else
   const int64_t lanes = 1;
