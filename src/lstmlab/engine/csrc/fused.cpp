@@ -954,7 +954,7 @@ std::vector<Tensor> lstm_fwd_generic(const Tensor& x, const Tensor& h0, const Te
   auto o = x.options();
   Tensor xw = at::addmm(bias, x.reshape({B * T_, s.I}), w_ih.t()).view({B, T_, G});
   Tensor out = at::empty({B, T_, H}, o);
-  Tensor A = (save || taps) ? at::empty({B, T_, G}, o) : Tensor();
+  Tensor A = (save || taps) ? xw : Tensor();  // activations overwrite the consumed input projection
   Tensor C = save ? at::empty({B, T_, H}, o) : Tensor();
   Tensor Hs = (save && s.has_len) ? at::empty({B, T_, H}, o) : Tensor();
   Tensor h = h0, c = c0, whh_t = w_hh.t();
