@@ -83,6 +83,11 @@ def load_study(run_dir: Path, name: str):
     ('sampler = "grid"\n"train.learning_rate" = {type = "float", low = 1e-3, high = 1e-2}',
      "the grid sampler needs a finite set of values"),
     ('metric = "val_loss"', "tune: no search space"),
+    ('"model.layers" = {type = "choice", values = [[{type = "LSTM", units = 4}, {type = "Dense"}]]}\n'
+     '"model.layers.0.units" = {type = "choice", values = [4]}', "which is searched too"),
+    ('"train.clipnorm" = {type = "choice", values = [1.0]}\n'
+     '"train.clipnorm.x" = {type = "choice", values = [1]}',
+     "which is searched too"),
 ])
 def test_tune_table_errors_name_the_key(tmp_path, table, expect):
     cfg = write_cfg(tmp_path, table)

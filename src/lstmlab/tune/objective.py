@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -108,6 +109,9 @@ class EpochHook:
         self.log.write(sep.join(str(a) for a in args) + end)
         self.log.flush()
         self.poll()
+
+    def warning(self, message, category, filename, lineno, file=None, line=None) -> None:
+        self.log.write(f"warning: {category.__name__}: {message}\n")
 
     def poll(self) -> None:
         import optuna
@@ -211,7 +215,9 @@ class TrialRunner:
         hook = EpochHook(trial, self.spec.metric, trial_dir, epochs, self.spec.options["pruner"] != "none")
         t0 = time.time()
         try:
-            result = train(cfg_path, trial_dir, out=hook)
+            with warnings.catch_warnings():  # a trial's warnings go to its train.log, not the console
+                warnings.showwarning = hook.warning
+                result = train(cfg_path, trial_dir, out=hook)
             hook.poll()
         except optuna.TrialPruned as exc:
             self._finish(trial, trial_dir, "pruned", t0, hook, reason=str(exc))

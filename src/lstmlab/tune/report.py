@@ -65,6 +65,7 @@ def trial_rows(trials, spec: TuneSpec) -> list[dict]:
         rows.append({"trial": t.number, "state": state, "value": value, "epochs": t.user_attrs.get("epochs"),
                      "time_s": t.user_attrs.get("time_s"), "verdict": t.user_attrs.get("verdict"),
                      "gradients": health_text(t.user_attrs.get("verdict"), t.user_attrs.get("health")),
+                     "health": t.user_attrs.get("health") or {},
                      "worker": t.user_attrs.get("worker"), "params": params, "note": "; ".join(note),
                      "test": t.user_attrs.get("test")})
 
@@ -243,9 +244,17 @@ def _figures(rows: list[dict], spec: TuneSpec, importance: tuple[str, dict], run
     if ranked:
         colours = [VERDICT_COLOURS.get(r["verdict"], VERDICT_COLOURS[None]) for r in ranked]
         bars = ax.bar(range(len(ranked)), [r["value"] for r in ranked], color=colours)
+        top = max(r["value"] for r in ranked)
+        if top > 0 and any(len(r["health"]) > 1 for r in ranked):
+            ax.set_ylim(top=top * 1.3)  # room for the notes above the bars
         for b, r in zip(bars, ranked, strict=True):
             if r["state"] != "complete":
                 b.set_hatch("//")
+            others = [f"{n} {v}" for v, n in r["health"].items() if v != r["verdict"]]
+            if others:  # checks during training that disagreed with the final verdict
+                ax.annotate(", ".join(others), (b.get_x() + b.get_width() / 2, b.get_height()),
+                            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
+                            rotation=90, fontsize=7, color="#555555")
         ax.set_xticks(range(len(ranked)), [str(r["trial"]) for r in ranked], fontsize=8)
         from matplotlib.patches import Patch
 

@@ -50,7 +50,8 @@ def make_pruner(spec: TuneSpec):
     name = spec.options["pruner"]
     try:
         if name == "median":
-            return optuna.pruners.MedianPruner(**{"n_startup_trials": 5, "n_warmup_steps": 1, **opts})
+            # steps are epochs, counted from 1: by default no trial is judged on its first epoch
+            return optuna.pruners.MedianPruner(**{"n_startup_trials": 5, "n_warmup_steps": 2, **opts})
         if name == "hyperband":
             epochs = spec.base.get("train", {}).get("epochs", 10)
             tuned = any(p.path[:2] == ("train", "epochs") for p in spec.params)
@@ -159,8 +160,8 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
     check_study(study, spec.signature(), name)
     budget = spec.budget()
     led = ledger(study.get_trials(deepcopy=False))
-    space = f"grid of {spec.grid_size()}" if spec.grid else f"{len(spec.params)} parameters"
-    out(f"study {name!r} in {mask_url(url)}: {o['sampler']} sampler over a {space}, {spec.direction} "
+    space = f"a grid of {spec.grid_size()}" if spec.grid else f"{len(spec.params)} parameters"
+    out(f"study {name!r} in {mask_url(url)}: {o['sampler']} sampler over {space}, {spec.direction} "
         f"{spec.metric}, pruner {o['pruner']}; budget "
         f"{'until the timeout' if budget is None else f'{budget} trials'} ({len(led.finished)} finished, "
         f"{len(led.running)} running); worker {worker_id()}")

@@ -330,11 +330,13 @@ def parse_tune(raw: dict, path: Path | None = None, overrides: dict | None = Non
         raise err("tune", "no search space; declare at least one key, e.g. "
                           '"train.learning_rate" = {type = "float", low = 1e-4, high = 1e-2, log = true}')
     params = [_parse_param(key, spec, err) for key, spec in specs]
-    seen: dict[tuple, str] = {}
-    for p in params:
-        if p.path in seen:
-            raise err(_qkey(p.key), f"the same config key as {_qkey(seen[p.path])}")
-        seen[p.path] = p.key
+    for i, p in enumerate(params):
+        for q in params[:i]:
+            if p.path == q.path:
+                raise err(_qkey(p.key), f"the same config key as {_qkey(q.key)}")
+            short, long_ = sorted((p, q), key=lambda x: len(x.path))
+            if long_.path[:len(short.path)] == short.path:
+                raise err(_qkey(long_.key), f"lies inside {_qkey(short.key)}, which is searched too")
     for p in params:  # every declared value must make a valid config
         _check_values(base, p, path, err)
     if options["direction"] is None:
