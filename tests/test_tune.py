@@ -21,7 +21,7 @@ from lstmlab import cli  # noqa: E402
 from lstmlab import train as T  # noqa: E402
 from lstmlab.config import ConfigError  # noqa: E402
 from lstmlab.tune import load_tune, tune  # noqa: E402
-from lstmlab.tune.storage import ledger, open_storage, storage_url  # noqa: E402
+from lstmlab.tune.storage import fail_orphans, ledger, open_storage, storage_url  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -255,3 +255,22 @@ grace_period = 2
     assert len(led.finished) == 4 == res["finished"] and res["complete"] == 4
     rows = list(csv.DictReader((run / "trials.csv").open()))
     assert any(r["state"] == "killed" and f"retried as {retry[0].number}" in r["note"] for r in rows)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_trial_orphaned_before_its_first_heartbeat_is_retried(tmp_path):
+    """optuna's heartbeat check never fails a trial that has no heartbeat yet (its worker died right
+    after creating it); fail_orphans does, and re-queues it."""
+    storage = open_storage(storage_url(None, tmp_path), heartbeat_interval=1, grace_period=1, max_retry=1)
+    study = optuna.create_study(study_name="orphan", storage=storage)
+    orphan = study.ask()  # RUNNING, never started, no heartbeat
+    started = study.ask()
+    started.set_user_attr("started", f"elsewhere#{started.number}")
+    assert fail_orphans(study, 60.0, max_retry=1) == 0  # too young
+    assert fail_orphans(study, 0.0, max_retry=1) == 1
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[orphan.number] == optuna.trial.TrialState.FAIL
+    assert states[started.number] == optuna.trial.TrialState.RUNNING
+    retry = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == orphan.number]
+    assert len(retry) == 1 and retry[0].state == optuna.trial.TrialState.WAITING
+    assert ledger(study.get_trials()).counted == [t for t in study.get_trials() if t.number != orphan.number]

@@ -59,11 +59,15 @@ def run(args: argparse.Namespace) -> int:
     """Entry point for ``lstmlab tune``: 0 done, 2 bad input (raised as ValueError), 130 interrupted."""
     from .search import tune
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _sigterm)  # a stopped worker re-queues its trial, like Ctrl-C
-    options = {k: v for k, v in (("sampler", args.sampler), ("pruner", args.pruner)) if v is not None}
-    tune(args.config, args.run_dir, storage=args.storage, study_name=args.study, n_trials=args.n_trials,
-         timeout=args.timeout, figures=not args.no_figures, out=_print, **options)
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _sigterm) if main else None  # SIGTERM re-queues, like Ctrl-C
+    try:
+        options = {k: v for k, v in (("sampler", args.sampler), ("pruner", args.pruner)) if v is not None}
+        tune(args.config, args.run_dir, storage=args.storage, study_name=args.study, n_trials=args.n_trials,
+             timeout=args.timeout, figures=not args.no_figures, out=_print, **options)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, before)
     return 0
 
 

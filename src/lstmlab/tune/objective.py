@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import ConfigError, dumps_toml, suggest, validate
 from .space import TuneSpec, short_names
-from .storage import ledger, retry_callback, worker_id
+from .storage import ledger, mark_started, retry_callback, worker_id
 
 __all__ = ["TrialRunner", "Skipped", "TrialError", "health_summary", "health_text", "metric_value"]
 
@@ -185,6 +185,7 @@ class TrialRunner:
     # the run --------------------------------------------------------------------------------
     def __call__(self, trial) -> float:
         try:
+            mark_started(trial, self.worker)
             return self._run(trial)
         except KeyboardInterrupt:
             self._requeue(trial)

@@ -22,7 +22,16 @@ from ..config import ConfigError
 from .objective import Skipped, TrialError, TrialRunner
 from .report import format_table, write_report
 from .space import TuneSpec, load_tune
-from .storage import StorageError, check_study, ledger, mask_url, open_storage, storage_url, worker_id
+from .storage import (
+    StorageError,
+    check_study,
+    fail_orphans,
+    ledger,
+    mask_url,
+    open_storage,
+    storage_url,
+    worker_id,
+)
 
 __all__ = ["tune", "make_sampler", "make_pruner"]
 
@@ -167,7 +176,7 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
         f"{len(led.running)} running); worker {worker_id()}")
     runner = TrialRunner(spec, run_dir, budget, out)
     if not report_only:
-        _work(study, runner, budget, o["timeout"], o["heartbeat_interval"], out)
+        _work(study, runner, budget, o, out)
     summary = write_report(study, spec, run_dir, figures=figures)
     out(format_table(summary["rows"], spec))
     best = summary["best"]
@@ -180,10 +189,12 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
     return summary
 
 
-def _work(study, runner: TrialRunner, budget: int | None, timeout: float | None, heartbeat: int,
-          out: Callable) -> None:
+def _work(study, runner: TrialRunner, budget: int | None, options: dict, out: Callable) -> None:
     """The worker loop (see the module doc)."""
     import optuna
+
+    timeout, heartbeat = options["timeout"], options["heartbeat_interval"]
+    grace = options["grace_period"] or 2 * heartbeat
 
     t0 = time.monotonic()
     poll = min(5.0, max(0.5, heartbeat / 2))
@@ -193,6 +204,7 @@ def _work(study, runner: TrialRunner, budget: int | None, timeout: float | None,
         if timeout is not None and time.monotonic() - t0 >= timeout:
             out(f"timeout: this worker stops after {time.monotonic() - t0:.0f} s")
             return
+        fail_orphans(study, 2 * grace + 5, options["max_retry"])
         led = ledger(study.get_trials(deepcopy=False))
         if led.waiting or budget is None or len(led.counted) < budget:
             if skips > 2:

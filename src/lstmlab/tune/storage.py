@@ -63,7 +63,9 @@ def retry_callback(max_retry: int):
     from optuna import storages
 
     cls = getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
-    return cls(max_retry=max_retry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ExperimentalWarning
+        return cls(max_retry=max_retry)
 
 
 def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | None = None,
@@ -152,6 +154,43 @@ def ledger(trials) -> Ledger:
         elif t.state == TrialState.WAITING:
             led.waiting.append(t)
     return led
+
+
+def mark_started(trial, worker: str) -> None:
+    """First thing in a trial: a heartbeat now (optuna's thread may not have written one yet)
+    and the ``started`` attribute that tells :func:`fail_orphans` the trial got going."""
+    storage = trial.study._storage
+    if getattr(storage, "get_heartbeat_interval", lambda: None)() is not None:
+        storage.record_heartbeat(trial._trial_id)
+    trial.set_user_attr("started", f"{worker}#{trial.number}")
+
+
+def fail_orphans(study, after_s: float, max_retry: int) -> int:
+    """Fail (and re-queue) running trials whose worker died before the trial's first heartbeat.
+
+    optuna's heartbeat check skips trials that never recorded one, so a worker killed between
+    creating a trial and starting it would leave the trial running forever and every other worker
+    waiting for it.  A trial counts as orphaned ``after_s`` seconds after it was created.
+    Returns how many were failed."""
+    import datetime
+
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage, n = study._storage, 0
+    now = datetime.datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if str(t.user_attrs.get("started", "")).endswith(f"#{t.number}"):
+            continue
+        if t.datetime_start is None or (now - t.datetime_start).total_seconds() < after_s:
+            continue
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                retry_callback(max_retry)(study, storage.get_trial(t._trial_id))
+                n += 1
+        except UpdateFinishedTrialError:
+            pass
+    return n
 
 
 def worker_id() -> str:
