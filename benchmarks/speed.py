@@ -86,7 +86,8 @@ class Case:
         self.zero()
 
 
-def time_pair(case: Case, mode: str, repeats: int, warmup: int) -> tuple[float, float]:
+def time_pair(case: Case, mode: str, repeats: int, warmup: int) -> tuple[float, float, float, float]:
+    """Medians (and minima) in ms of alternating lstmlab / torch runs."""
     for _ in range(warmup):
         case.lstmlab(mode)
         case.torch(mode)
@@ -98,7 +99,7 @@ def time_pair(case: Case, mode: str, repeats: int, warmup: int) -> tuple[float, 
             fn(mode)
             sync(case.device)
             acc.append(1e3 * (time.perf_counter() - t0))
-    return statistics.median(ta), statistics.median(tb)
+    return statistics.median(ta), statistics.median(tb), min(ta), min(tb)
 
 
 def saved_bytes(fn, exclude) -> int:
@@ -188,7 +189,8 @@ def main(argv=None) -> int:
                          f"{row['torch_saved_mb']:.1f} MB ({row['saved_ratio']:.2f}x)")
             print(f"{row['cell']:5s} {row['mode']:10s} {str(tuple(row['config'])):22s} "
                   f"lstmlab {row['lstmlab_ms']:9.2f} ms  torch {row['torch_ms']:9.2f} ms  "
-                  f"ratio {row['ratio']:5.2f}{extra}", flush=True)
+                  f"ratio {row['ratio']:5.2f}  (min {row['lstmlab_min_ms']:.2f}/{row['torch_min_ms']:.2f})"
+                  f"{extra}", flush=True)
 
     header = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "fused": engine.fused_module().configure() if args.device == "cpu" else {}}
@@ -202,9 +204,10 @@ def main(argv=None) -> int:
     if args.steps_scaling:
         for steps in (100, 1000, 10000):
             case = Case("lstm", (16, 32, 64, steps), args.device)
-            la, tb = time_pair(case, "train_taps", repeats if steps < 10000 else 10, 1)
+            la, tb, la_min, tb_min = time_pair(case, "train_taps", 10, 1)
             emit({"cell": "lstm", "mode": "train_taps", "config": [16, 32, 64, steps], "lstmlab_ms": la,
-                  "torch_ms": tb, "ratio": la / tb, "per_step_us": 1e3 * la / steps})
+                  "torch_ms": tb, "ratio": la / tb, "lstmlab_min_ms": la_min, "torch_min_ms": tb_min,
+                  "per_step_us": 1e3 * la / steps})
         return 0
 
     for cell in cells:
@@ -212,9 +215,9 @@ def main(argv=None) -> int:
             ratios = []
             for cfg in configs:
                 case = Case(cell, cfg, args.device)
-                la, tb = time_pair(case, mode, repeats, args.warmup)
+                la, tb, la_min, tb_min = time_pair(case, mode, repeats, args.warmup)
                 row = {"cell": cell, "mode": mode, "config": list(cfg), "lstmlab_ms": la, "torch_ms": tb,
-                       "ratio": la / tb}
+                       "ratio": la / tb, "lstmlab_min_ms": la_min, "torch_min_ms": tb_min}
                 if do_mem and mode == "train_taps":
                     row.update(memory(case))
                 ratios.append(la / tb)

@@ -284,6 +284,32 @@ def test_inference_path_matches_training_path(cell, hidden, route, threaded):
     assert not t_inf.filled_backward and t_inf.grad_h_sq is None
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_noncontiguous_inputs(cell, route):
+    """Non-contiguous x, states, weights and rmask give the same results as contiguous ones."""
+    g = torch.Generator().manual_seed(7)
+    B, T, n_in, H = 3, 5, 4, 20
+    G = GATES[cell]
+    base = [torch.randn(T, B, n_in, generator=g, dtype=torch.float64).transpose(0, 1),
+            torch.randn(H, B, generator=g, dtype=torch.float64).t(),
+            torch.randn(H, B, generator=g, dtype=torch.float64).t(),
+            torch.randn(n_in, G * H, generator=g, dtype=torch.float64).t(),
+            torch.randn(H, G * H, generator=g, dtype=torch.float64).t() / H ** 0.5,
+            torch.randn(2 * G * H, generator=g, dtype=torch.float64)[::2],
+            torch.randn(G * H, generator=g, dtype=torch.float64)]
+    rm = torch.full((H, B), 1.25, dtype=torch.float64).t()
+    assert not base[0].is_contiguous() and not base[4].is_contiguous()
+    results = []
+    for make in (lambda t: t, lambda t: t.contiguous()):
+        ts = [make(t).detach().requires_grad_() for t in base]
+        outs = _run_engine(fused, cell, ts[0], ts[1], ts[2], ts[3:], torch.tensor([5, 2, 4]), make(rm), "tanh",
+                           None)
+        grads = torch.autograd.grad(_loss(list(outs)), [t for k, t in enumerate(ts) if cell == "lstm" or k != 2])
+        results.append([o.detach() for o in outs] + list(grads))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_nan_propagates():
     x = torch.randn(2, 5, 3)
     x[1, 2, 0] = float("nan")

@@ -189,6 +189,8 @@ def _prep(x, lengths, rmask, *states):
         if bool((lengths == x.shape[1]).all()):
             lengths = None
     states = tuple(s.to(x.dtype) for s in states)
+    if rmask is not None:
+        rmask = rmask.to(x.dtype).contiguous()
     return x, lengths, rmask, states
 
 

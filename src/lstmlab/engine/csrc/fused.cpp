@@ -1188,8 +1188,6 @@ bool use_cpu(const Tensor& x, bool generic) {
   return true;
 }
 
-Tensor grad_or_undef(const std::optional<Tensor>& g) { return opt(g); }
-
 std::vector<Tensor> lstm_fwd(const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Tensor& w_ih_,
                              const Tensor& w_hh_, const Tensor& b_ih, const Tensor& b_hh,
                              const std::optional<Tensor>& lengths, const std::optional<Tensor>& rmask_, bool save,
@@ -1209,11 +1207,12 @@ std::vector<Tensor> lstm_fwd(const Tensor& x_, const Tensor& h0_, const Tensor& 
 }
 
 std::vector<Tensor> lstm_bwd(const std::optional<Tensor>& gout, const std::optional<Tensor>& ghn,
-                             const std::optional<Tensor>& gcn, const Tensor& x_, const Tensor& h0, const Tensor& c0,
-                             const Tensor& w_ih, const Tensor& w_hh, const std::optional<Tensor>& lengths,
+                             const std::optional<Tensor>& gcn, const Tensor& x_, const Tensor& h0_, const Tensor& c0_,
+                             const Tensor& w_ih_, const Tensor& w_hh_, const std::optional<Tensor>& lengths,
                              const std::optional<Tensor>& rmask_, const Tensor& A, const Tensor& C, const Tensor& S,
                              bool need_dx, bool taps, bool generic) {
-  Tensor x = x_.contiguous(), rmask = opt(rmask_);
+  Tensor x = x_.contiguous(), rmask = opt(rmask_), h0 = h0_.contiguous(), c0 = c0_.contiguous();
+  Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
   Shape s = make_shape(x, w_hh, 4, lengths);
   if (use_cpu(x, generic)) {
     std::vector<Tensor> r;
@@ -1247,10 +1246,11 @@ std::vector<Tensor> gru_fwd(const Tensor& x_, const Tensor& h0_, const Tensor& w
 }
 
 std::vector<Tensor> gru_bwd(const std::optional<Tensor>& gout, const std::optional<Tensor>& ghn, const Tensor& x_,
-                            const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                            const Tensor& h0_, const Tensor& w_ih_, const Tensor& w_hh_,
                             const std::optional<Tensor>& lengths, const std::optional<Tensor>& rmask_,
                             const Tensor& A, const Tensor& S, bool need_dx, bool taps, bool generic) {
-  Tensor x = x_.contiguous(), rmask = opt(rmask_);
+  Tensor x = x_.contiguous(), rmask = opt(rmask_), h0 = h0_.contiguous();
+  Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
   Shape s = make_shape(x, w_hh, 3, lengths);
   if (use_cpu(x, generic)) {
     std::vector<Tensor> r;
@@ -1280,10 +1280,11 @@ std::vector<Tensor> rnn_fwd(const Tensor& x_, const Tensor& h0_, const Tensor& w
 }
 
 std::vector<Tensor> rnn_bwd(const std::optional<Tensor>& gout, const std::optional<Tensor>& ghn, const Tensor& x_,
-                            const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                            const Tensor& h0_, const Tensor& w_ih_, const Tensor& w_hh_,
                             const std::optional<Tensor>& lengths, const std::optional<Tensor>& rmask_,
                             const Tensor& out, const Tensor& S, bool relu, bool need_dx, bool taps, bool generic) {
-  Tensor x = x_.contiguous(), rmask = opt(rmask_);
+  Tensor x = x_.contiguous(), rmask = opt(rmask_), h0 = h0_.contiguous();
+  Tensor w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
   Shape s = make_shape(x, w_hh, 1, lengths);
   if (use_cpu(x, generic)) {
     std::vector<Tensor> r;
