@@ -66,6 +66,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "early_stopping": None,      # a patience (int) or a table, see EARLY_STOPPING_DEFAULTS
     "monitor": None,             # GradientMonitor options; see MONITOR_DEFAULTS
     "verbose": 1,
+    "checkpoint_every": None,    # also write checkpoints/last.lstmlab every N steps (mid-epoch resume)
+    "device": "cpu",             # "cpu" or "cuda" (under torchrun: cuda:LOCAL_RANK, NCCL)
 }
 
 EARLY_STOPPING_DEFAULTS: dict[str, Any] = {"patience": 5, "monitor": None, "min_delta": 0.0,
@@ -84,9 +86,12 @@ _TRAIN_TYPES: dict[str, tuple] = {
     "clipnorm": (_NUMBER, "none"), "clipvalue": (_NUMBER, "none"), "global_clipnorm": (_NUMBER, "none"),
     "weight_decay": (_NUMBER, "none"), "seed": ("int",), "tbptt": ("int", "none"), "shuffle": ("bool",),
     "checkpoint_monitor": ("str", "none"), "early_stopping": ("int", "table", "bool", "none"),
-    "monitor": ("table", "bool", "none"), "verbose": ("int",),
+    "monitor": ("table", "bool", "none"), "verbose": ("int",), "checkpoint_every": ("int", "none"),
+    "device": ("str",),
 }
-_POSITIVE = {"epochs", "batch_size", "learning_rate", "clipnorm", "clipvalue", "global_clipnorm", "tbptt"}
+_POSITIVE = {"epochs", "batch_size", "learning_rate", "clipnorm", "clipvalue", "global_clipnorm", "tbptt",
+             "checkpoint_every"}
+DEVICES = ("cpu", "cuda")
 
 
 class ConfigError(ValueError):
@@ -408,6 +413,9 @@ def _validate_train(ctx: _Ctx, train: dict) -> dict:
         if k == "weight_decay" and v is not None and not (v >= 0 and math.isfinite(v)):
             raise ctx.error("train.weight_decay", f"expected a number >= 0, got {_show(v)}")
         out[k] = v
+    if out["device"] not in DEVICES:
+        raise ctx.error("train.device", f"expected one of {', '.join(map(repr, DEVICES))}, got {_show(out['device'])}"
+                        f"{suggest(out['device'], DEVICES)}")
     if out["optimizer"].lower() not in optim.OPTIMIZERS:
         raise ctx.error("train.optimizer", f"unknown optimizer {out['optimizer']!r}"
                         f"{suggest(out['optimizer'], optim.OPTIMIZERS)} (choose from "
