@@ -272,3 +272,35 @@ def test_trial_orphaned_before_its_first_heartbeat_is_retried(tmp_path):
     retry = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == orphan.number]
     assert len(retry) == 1 and retry[0].state == optuna.trial.TrialState.WAITING
     assert ledger(study.get_trials()).counted == [t for t in study.get_trials() if t.number != orphan.number]
+
+
+def test_failing_trials_stop_the_search_with_the_reason(tmp_path, capsys):
+    """A space whose trials all fail at run time (here: an output layer that does not match the
+    data's 9 classes) stops after three failures with the trials' own error, exit code 2."""
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("""
+[data]
+source = "japanese-vowels"
+val_fraction = 0.2
+[model]
+layers = [{type = "LSTM", units = 4}, {type = "Dense", units = 9}]
+[train]
+epochs = 1
+verbose = 0
+[tune]
+sampler = "random"
+n_trials = 10
+"model.layers.1.units" = {type = "choice", values = [5, 7, 8]}
+""")
+    assert cli.main(["tune", str(cfg), "--run-dir", str(tmp_path / "run"), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert "the first 3 trials all failed" in err and "expected 9 (the number of classes" in err
+    study = load_study(tmp_path / "run", "bad")
+    assert len(study.trials) == 3 and all(t.user_attrs["outcome"] == "error" for t in study.trials)
+
+
+def test_metric_that_is_not_logged(tmp_path):
+    table = 'metric = "val_acuracy"\n"train.learning_rate" = {type = "choice", values = [1e-2]}'
+    cfg = write_cfg(tmp_path, table, epochs=1, n_train=64, name="metric")
+    with pytest.raises(ConfigError, match=r"'val_acuracy' is not logged.*logged: val_loss, val_mae"):
+        tune(cfg, tmp_path / "run", out=lambda *a: None, figures=False)

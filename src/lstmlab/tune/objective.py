@@ -142,6 +142,7 @@ class TrialRunner:
         self.spec, self.run_dir, self.budget, self.out = spec, Path(run_dir), budget, out
         self.worker = worker_id()
         self.skipped = False  # whether the last call skipped its trial
+        self.errors: list[str] = []  # messages of this worker's failed trials since its last good one
 
     # guards ---------------------------------------------------------------------------------
     def _guard(self, trial) -> None:
@@ -226,6 +227,7 @@ class TrialRunner:
         except (ValueError, RuntimeError, FileNotFoundError, KeyError, TypeError, OSError) as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             self._finish(trial, trial_dir, "error", t0, hook, error=msg)
+            self.errors.append(msg)
             raise TrialError(msg) from None
         finally:
             hook.close()
@@ -235,11 +237,16 @@ class TrialRunner:
             self._finish(trial, trial_dir, "diverged", t0, hook, result=result,
                          reason=f"diverged at epoch {epoch}")
             raise optuna.TrialPruned(f"diverged at epoch {epoch}")
-        value = metric_value(result, rows, self.spec.metric)
+        try:
+            value = metric_value(result, rows, self.spec.metric)
+        except ConfigError as exc:  # the same for every trial: stop the search
+            self._finish(trial, trial_dir, "error", t0, hook, result=result, error=str(exc))
+            raise
         if not math.isfinite(value):
             self._finish(trial, trial_dir, "diverged", t0, hook, result=result, reason="non-finite score")
             raise optuna.TrialPruned(f"{self.spec.metric} is {value}")
         self._finish(trial, trial_dir, "complete", t0, hook, result=result)
+        self.errors.clear()
         return value
 
     def _finish(self, trial, trial_dir: Path, outcome: str, t0: float, hook: EpochHook,

@@ -35,6 +35,8 @@ from .storage import (
 
 __all__ = ["tune", "make_sampler", "make_pruner"]
 
+MAX_ERRORS_IN_ROW = 3  # failed trials before a study that never completed one gives up
+
 
 def make_sampler(spec: TuneSpec, seed: int | None):
     """optuna's GridSampler / RandomSampler / TPESampler for ``tune.sampler``."""
@@ -152,7 +154,6 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
     o = spec.options
     url = storage_url(storage or o["storage"], run_dir)
     name = study_name or o["study_name"] or (spec.path.stem if spec.path is not None else "lstmlab-tune")
-    _claim_run_dir(run_dir, url, name)
     st = open_storage(url, o["heartbeat_interval"], o["grace_period"], o["max_retry"])
     try:
         existed = name in optuna.study.get_all_study_names(st)
@@ -167,6 +168,7 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
         raise ConfigError(f"--study {name}: the study exists with direction {study.direction.name.lower()}, "
                           f"the config asks to {spec.direction}")
     check_study(study, spec.signature(), name)
+    _claim_run_dir(run_dir, url, name)
     budget = spec.budget()
     led = ledger(study.get_trials(deepcopy=False))
     space = f"a grid of {spec.grid_size()}" if spec.grid else f"{len(spec.params)} parameters"
@@ -183,9 +185,10 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
     if best is not None:
         out(f"best: trial {best['trial']}, {spec.metric} {best['value']:.6g}, gradients {best['gradients']}; "
             f"re-train with: lstmlab train {run_dir / 'best.toml'} --run-dir RUN_DIR")
+    written = ["trials.csv", "trials.md"] + (["best.toml"] if best is not None else []) + ["best.json"]
+    written += summary.get("figures", [])
     out(f"{summary['finished']} finished trials ({summary['complete']} complete, {summary['pruned']} pruned, "
-        f"{summary['failed']} failed); written: trials.csv, trials.md, best.toml, best.json"
-        + (", " + ", ".join(summary.get("figures", [])) if summary.get("figures") else "") + f" in {run_dir}")
+        f"{summary['failed']} failed); written in {run_dir}: {', '.join(written)}")
     return summary
 
 
@@ -212,6 +215,10 @@ def _work(study, runner: TrialRunner, budget: int | None, options: dict, out: Ca
             runner.skipped = False
             study.optimize(runner, n_trials=1, catch=(Skipped, TrialError), gc_after_trial=False)
             skips = skips + 1 if runner.skipped else 0
+            if len(runner.errors) >= MAX_ERRORS_IN_ROW and not any(
+                    t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+                raise ConfigError(f"the first {len(runner.errors)} trials all failed; the last one with: "
+                                  f"{runner.errors[-1]} (see {runner.run_dir / 'trials'}/*/train.log)")
             continue
         if not led.running:
             return
