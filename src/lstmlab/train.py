@@ -113,9 +113,12 @@ def rng_state() -> dict:
     """Python, NumPy and torch RNG states as JSON lists."""
     py = random.getstate()
     npst = np.random.get_state()
-    return {"python": [py[0], list(py[1]), py[2]],
-            "numpy": [npst[0], npst[1].tolist(), int(npst[2]), int(npst[3]), float(npst[4])],
-            "torch": torch.get_rng_state().tolist()}
+    out = {"python": [py[0], list(py[1]), py[2]],
+           "numpy": [npst[0], npst[1].tolist(), int(npst[2]), int(npst[3]), float(npst[4])],
+           "torch": torch.get_rng_state().tolist()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state().tolist()
+    return out
 
 
 def set_rng_state(state: dict) -> None:
@@ -124,6 +127,8 @@ def set_rng_state(state: dict) -> None:
     n = state["numpy"]
     np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(torch.tensor(state["cuda"], dtype=torch.uint8))
 
 
 def seed_everything(seed: int) -> None:
@@ -234,7 +239,10 @@ class RunRecorder(Callback):
     divergence guard.  Also copies GradientMonitor records to gradient_health.jsonl."""
 
     def __init__(self, run_dir: Path, cfg: dict, state: dict, monitor_name: str, writer=None,
-                 monitor_cb=None, out=print) -> None:
+                 monitor_cb=None, out=print, main: bool = True) -> None:
+        self.main = main  # only rank 0 writes the run directory; the other ranks keep the same state
+        self.extra: dict[str, Any] = {}  # per-rank RNG states and monitor state, set by the loop
+        self.carry_s = 0.0  # seconds of a partial epoch before a resume
         self.run_dir = run_dir
         self.cfg = cfg
         self.state = state
@@ -256,7 +264,8 @@ class RunRecorder(Callback):
         self.n_events = len(hist.events) if hist is not None else 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.t0 = time.time()
+        self.t0 = time.time() - self.carry_s
+        self.carry_s = 0.0
 
     def on_batch_end(self, batch, logs=None):
         self.batch_losses.append(float((logs or {}).get("loss", float("nan"))))
@@ -272,6 +281,8 @@ class RunRecorder(Callback):
         self.n_records += len(records)
         events = list(hist.events[self.n_events:]) if hist is not None else []
         self.n_events += len(events)
+        if not self.main:
+            return records
         path = self.run_dir / "gradient_health.jsonl"
         for rec in records:
             rec = rec.to_dict() if hasattr(rec, "to_dict") else (rec.summary() if hasattr(rec, "summary")
@@ -302,6 +313,8 @@ class RunRecorder(Callback):
             st["diverged_epoch"] = epoch + 1
             self.model.stop_training = True
             row["diverged"] = True
+            if not self.main:
+                return
             _append_jsonl(self.run_dir / "metrics.jsonl", row)
             self.out(f"epoch {epoch + 1}: the loss or the weights became NaN/Inf; stopping. The last good "
                      f"checkpoint (epoch {st['epoch']}) is kept in {self.run_dir / 'checkpoints'}.",
@@ -323,7 +336,13 @@ class RunRecorder(Callback):
         else:
             st["status"] = "running"
         st["rng"] = rng_state()
+        st.update(self.extra)
+        st["batch"] = 0  # the next epoch starts at its first batch
+        st.pop("epoch_sums", None)
+        st.pop("partial_time_s", None)
         st["time_s"] = st.get("time_s", 0.0) + elapsed
+        if not self.main:
+            return
         ckpt = self.run_dir / "checkpoints"
         public = {k: v for k, v in st.items() if not k.startswith("_")}
         if improved:
@@ -353,6 +372,203 @@ class RunRecorder(Callback):
         if st["status"] == "early_stopped":
             self.out(f"early stopping: {self.monitor_name} has not improved for {st['wait']} epochs "
                      f"(best {st['best']:.4g} at epoch {st['best_epoch']})", flush=True)
+
+
+    def snapshot_partial(self, epoch: int, batch: int, sums: dict[str, list[float]]) -> dict | None:
+        """A mid-epoch checkpoint held in memory (``[train] checkpoint_every``): weights, optimizer,
+        RNG states, the data position (``epoch`` epochs done, ``batch`` batches of the next one) and
+        the epoch's running sums, so that a resume continues exactly.  None when the weights or the
+        running loss are not finite.  :meth:`commit_partial` writes it once the next step's loss
+        (computed with these weights) is finite too, so a diverging run never overwrites its last
+        good checkpoint with weights that only produce NaN."""
+        flat = [v for pair in sums.values() for v in pair]
+        if not (all(math.isfinite(v) for v in flat) and _finite_params(self.model)):
+            return None
+        part = {"epoch": epoch, "batch": batch, "global_step": self.model.global_step,
+                "epoch_sums": {k: list(v) for k, v in sums.items()}, "partial_time_s": time.time() - self.t0,
+                "rng": rng_state(), **self.extra}
+        snap: dict[str, Any] = {"state": part}
+        if self.main:
+            snap["tensors"], snap["meta"] = saving.pack(self.model, include_optimizer=True)
+        return snap
+
+    def commit_partial(self, snap: dict) -> None:
+        """Write a :meth:`snapshot_partial` to ``checkpoints/last.lstmlab`` (atomically) and state.json."""
+        part = snap["state"]
+        self.state.update(part)
+        if not self.main:
+            return
+        from safetensors.torch import save_file
+
+        self._flush_health(part["epoch"])
+        public = {k: v for k, v in self.state.items() if not k.startswith("_")}
+        meta = dict(snap["meta"], train_state=json.dumps(_clean(public)))
+        ckpt = self.run_dir / "checkpoints"
+        saving.atomic_write(ckpt / "last.lstmlab", lambda tmp: save_file(snap["tensors"], tmp, metadata=meta))
+        write_json(ckpt / "state.json", public, indent=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# the training loop (single process or one rank of a torchrun job)
+# ---------------------------------------------------------------------------------------------
+_MONITOR_FIELDS = ("_last_sample", "_best", "_losses", "_param_norms", "findings", "restores", "_snapshot_step")
+
+
+def monitor_state(mon) -> dict | None:
+    """What a GradientMonitor must remember across a resume (its sampling schedule above all:
+    a sampled step may run on another engine, so the schedule is part of the exact replay)."""
+    if mon is None:
+        return None
+    out: dict[str, Any] = {}
+    for k in _MONITOR_FIELDS:
+        if not hasattr(mon, k):
+            continue
+        v = getattr(mon, k)
+        if k == "_losses":
+            v = list(v)[:getattr(mon, "slow_loss_steps", len(v))]
+        elif k == "_param_norms":
+            v = list(v)[-getattr(mon, "growth_window", len(v)):]
+        elif k == "findings":
+            v = sorted(v)
+        out[k] = v
+    return out
+
+
+def set_monitor_state(mon, saved: dict | None) -> None:
+    """Restore :func:`monitor_state` into a monitor after its ``on_train_begin``."""
+    if mon is None or not saved:
+        return
+    for k, v in saved.items():
+        if k not in _MONITOR_FIELDS or not hasattr(mon, k):
+            continue
+        if k == "_best":
+            v = math.inf if v is None else float(v)
+        elif k in ("_losses", "_param_norms"):
+            v = [math.nan if x is None else float(x) for x in v]
+        elif k == "findings":
+            v = set(v)
+        setattr(mon, k, v)
+
+
+def _fresh_sums(metric_names: list[str]) -> dict[str, list[float]]:
+    return {"loss": [0.0, 0.0]} | {m: [0.0, 0.0] for m in metric_names}
+
+
+def _reduce_sums(ctx, sums: dict[str, list[float]]) -> dict[str, list[float]]:
+    keys = list(sums)
+    flat = ctx.all_sum([v for k in keys for v in sums[k]])
+    return {k: [flat[2 * i], flat[2 * i + 1]] for i, k in enumerate(keys)}
+
+
+def fit_loop(model, x, y, lengths, val, t: dict, ctx, monitor_cb, recorder: RunRecorder, *,
+             start_epoch: int = 0, start_batch: int = 0, partial: dict | None = None,
+             monitor_saved: dict | None = None) -> None:
+    """``Sequential.fit`` for ``lstmlab train``: the same steps (``_train_step`` / ``_tbptt_step``,
+    callbacks, metric sums), plus what a resumable, data-parallel run needs: each epoch's order
+    from ``(seed, epoch)``, global batches sharded over the ranks, gradients all-reduced right
+    after backward, metrics reduced, a start in the middle of an epoch and ``checkpoint_every``.
+
+    ``x``/``y``/``lengths`` are checked tensors (``y`` prepared for the loss); ``val`` is
+    ``(vx, vy, vlengths)`` or None."""
+    from . import distributed
+    from . import metrics as M
+    from .callbacks import History
+
+    device = model._device()
+    history = History()
+    model.history = history
+    sync = distributed.GradientSync(ctx) if ctx.enabled else None
+    cbs = [history] + ([sync] if sync is not None else []) + [c for c in (monitor_cb, recorder) if c is not None]
+    for cb in cbs:
+        cb.set_model(model)
+    model.stop_training = False
+    for cb in cbs:
+        cb.on_train_begin({})
+    set_monitor_state(monitor_cb, monitor_saved)
+    n, world = x.shape[0], ctx.world
+    every = t.get("checkpoint_every")
+    last_ckpt = model.global_step
+    for epoch in range(start_epoch, t["epochs"]):
+        for cb in cbs:
+            cb.on_epoch_begin(epoch, {})
+        model.train()
+        batches = distributed.global_batches(distributed.epoch_order(n, t["seed"], epoch, t["shuffle"]),
+                                             t["batch_size"], world)
+        first = start_batch if epoch == start_epoch else 0
+        sums = _fresh_sums(model.metric_names)
+        pending = None  # a mid-epoch snapshot waiting for the next step's loss
+        if epoch == start_epoch and partial and ctx.main:
+            sums.update({k: [float(a), float(b)] for k, (a, b) in partial.items() if k in sums})
+        for b in range(first, len(batches)):
+            idx, real = distributed.shard(batches[b], ctx.rank, world)
+            if sync is not None:
+                sync.real = real
+            for cb in cbs:
+                cb.on_batch_begin(b, {})
+            xb, yb = x[idx].to(device), y[idx].to(device)
+            lb = None if lengths is None else lengths[idx]
+            if t["tbptt"] is not None:
+                loss_v, out, yb2, mask = model._tbptt_step(xb, yb, lb, t["tbptt"], cbs)
+            else:
+                loss_v, out, yb2, mask = model._train_step(xb, yb, lb, cbs)
+            size = float(xb.shape[0]) if real else 0.0
+            if model.skip_step:  # a vetoed step does not count towards the epoch
+                logs = {"loss": loss_v, "size": int(size), "skipped": True}
+            else:
+                if sync is not None and t["tbptt"] is None:
+                    # the loss of the whole global batch, counted once (on rank 0)
+                    glob = float(len(batches[b])) if ctx.main else 0.0
+                    sums["loss"][0] += sync.last_loss * glob if glob else 0.0
+                    sums["loss"][1] += glob
+                elif size:
+                    sums["loss"][0] += loss_v * size
+                    sums["loss"][1] += size
+                if real:
+                    for m in model.metric_names:
+                        s_, c_ = M.batch_sums(m, model.loss_name, out.detach(), yb2, mask)
+                        sums[m][0] += s_
+                        sums[m][1] += c_
+                logs = {"loss": loss_v, "size": int(size)}
+            for cb in cbs:
+                cb.on_batch_end(b, logs)
+            if pending is not None:  # the previous snapshot's weights gave a finite loss: keep it
+                step_loss = sync.last_loss if sync is not None and t["tbptt"] is None else loss_v
+                if math.isfinite(step_loss) and not model.skip_step:
+                    recorder.commit_partial(pending)
+                pending = None
+            model.stop_training = ctx.any(model.stop_training)
+            if model.stop_training:
+                break
+            if every and model.global_step - last_ckpt >= every and b + 1 < len(batches):
+                last_ckpt = model.global_step
+                recorder.extra = _extra_state(ctx, monitor_cb)
+                pending = recorder.snapshot_partial(epoch, b + 1, _reduce_sums(ctx, sums))
+        total = _reduce_sums(ctx, sums)
+        logs = {k: M.finish(k, *v) if k != "loss" else v[0] / max(v[1], 1) for k, v in total.items()}
+        if val is not None:
+            vlogs = None
+            if ctx.main:
+                vlogs = model.evaluate(val[0], val[1], batch_size=t["batch_size"], lengths=val[2], verbose=0,
+                                       return_dict=True)
+            vlogs = ctx.broadcast(vlogs)
+            logs.update({f"val_{k}": v for k, v in vlogs.items()})
+        recorder.extra = _extra_state(ctx, monitor_cb)
+        for cb in cbs:
+            cb.on_epoch_end(epoch, logs)
+        model.stop_training = ctx.any(model.stop_training)
+        if model.stop_training:
+            break
+    for cb in cbs:
+        cb.on_train_end({})
+
+
+def _extra_state(ctx, monitor_cb) -> dict:
+    """Per-rank RNG states (gathered to every rank) and the monitor's state, for a checkpoint."""
+    extra: dict[str, Any] = {"monitor_state": monitor_state(monitor_cb)}
+    if ctx.enabled:
+        extra["rng_ranks"] = ctx.gather(rng_state())
+        extra["world_size"] = ctx.world
+    return extra
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,8 +631,43 @@ def _baseline(meta: dict) -> dict | None:
 
 def train(config: str | os.PathLike | None, run_dir: str | os.PathLike, resume: bool = False,
           out=print) -> TrainResult:
-    """Train the config into ``run_dir`` (see the module doc); return the final metrics."""
-    run_dir = Path(run_dir)
+    """Train the config into ``run_dir`` (see the module doc); return the final metrics.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank calls this; see :mod:`lstmlab.distributed`."""
+    from . import distributed
+
+    ctx = distributed.from_env()
+    try:
+        if ctx.main:
+            return _train(ctx, config, run_dir, resume, out)
+        with warnings.catch_warnings():  # rank 0 speaks for the job
+            warnings.simplefilter("ignore")
+            return _train(ctx, config, run_dir, resume, lambda *a, **k: None)
+    finally:
+        ctx.close()
+
+
+class _Setup:
+    """Everything checked before training starts (on every rank)."""
+
+    cfg: dict
+    config_path: Path
+    splits: Any
+    model: Any
+    monitor_cb: Any
+    x: torch.Tensor
+    y: torch.Tensor
+    lengths: torch.Tensor | None
+    val: tuple | None
+    checkpoint: tuple | None = None  # (weights, optimizer state, training state) on resume (rank 0)
+
+
+def _setup(ctx, config, run_dir: Path, resume: bool) -> _Setup:
+    """Read and check the config, the run directory (rank 0), the data and the model; raise the
+    user's error before anything is written or any rank starts training."""
+    from . import losses as L
+
+    su = _Setup()
     ckpt_dir = run_dir / "checkpoints"
     state_path = ckpt_dir / "state.json"
     stored_cfg = run_dir / "config.resolved.json"
@@ -425,25 +676,39 @@ def train(config: str | os.PathLike | None, run_dir: str | os.PathLike, resume: 
             raise ConfigError("CONFIG: missing; give a config file (or --resume with a run dir)")
         if not stored_cfg.exists():
             raise RunDirError(f"{run_dir}: no config.resolved.json to resume from; give the config file")
-        config_path: Path = stored_cfg
-        cfg = _validate_stored(stored_cfg)
+        su.config_path = stored_cfg
+        su.cfg = _validate_stored(stored_cfg)
     else:
-        config_path = Path(config)
-        cfg = load_config(config_path)
-    has_run = (ckpt_dir / "last.lstmlab").exists() or state_path.exists()
-    if has_run and not resume:
-        raise RunDirError(f"{run_dir}: already holds a run (checkpoints/last.lstmlab); pass --resume to "
-                          "continue it or choose another --run-dir")
-    if resume and not has_run:
-        raise RunDirError(f"{run_dir}: nothing to resume (no checkpoints/last.lstmlab)")
-
+        su.config_path = Path(config)
+        su.cfg = load_config(su.config_path)
+    cfg, config_path = su.cfg, su.config_path
+    if ctx.main:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunDirError(f"{run_dir}: --run-dir exists and is not a directory")
+        has_run = (ckpt_dir / "last.lstmlab").exists() or state_path.exists()
+        if has_run and not resume:
+            raise RunDirError(f"{run_dir}: already holds a run (checkpoints/last.lstmlab); pass --resume to "
+                              "continue it or choose another --run-dir")
+        if resume and not has_run:
+            raise RunDirError(f"{run_dir}: nothing to resume (no checkpoints/last.lstmlab)")
     t = cfg["train"]
+    ctx.use_device(t["device"])
     seed_everything(t["seed"])
-    splits = load_data(cfg)
+    su.splits = splits = load_data(cfg)
     meta = splits.meta
     if len(splits.train) == 0:
         raise ConfigError(f"{config_path}: data: the training split is empty")
-    model = build_model(cfg, meta, config_path)
+    su.model = model = build_model(cfg, meta, config_path)
+    if resume and ctx.main and stored_cfg.exists():
+        try:
+            before = json.loads(stored_cfg.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunDirError(f"{stored_cfg}: unreadable ({exc}); cannot check the config") from None
+        for section in ("data", "model"):
+            d = _diff(before.get(section), cfg[section], section)
+            if d:
+                raise RunDirError(f"{run_dir}: was started with a different config: {d}; resume with the "
+                                  "same [data] and [model] or choose another --run-dir")
     if t["early_stopping"] is not None and t["early_stopping"].get("monitor"):
         if t["checkpoint_monitor"] and t["checkpoint_monitor"] != t["early_stopping"]["monitor"]:
             raise ConfigError(f"{config_path}: train.early_stopping.monitor: expected the same metric as "
@@ -464,85 +729,146 @@ def train(config: str | os.PathLike | None, run_dir: str | os.PathLike, resume: 
         t["early_stopping"]["monitor"] = t["checkpoint_monitor"]
 
     x, y, lengths = _tensors(splits.train)
-    steps_per_epoch = math.ceil(len(splits.train) / t["batch_size"])
-    monitor_cb = _monitor_callback(cfg, steps_per_epoch)
+    steps_per_epoch = math.ceil(len(splits.train) / (t["batch_size"] * ctx.world))
+    su.monitor_cb = _monitor_callback(cfg, steps_per_epoch)
 
-    # the run directory ------------------------------------------------------------------------
-    if resume:
-        before = json.loads(stored_cfg.read_text()) if stored_cfg.exists() else None
-        if before is not None:
-            for section in ("data", "model"):
-                d = _diff(before.get(section), cfg[section], section)
-                if d:
-                    raise RunDirError(f"{run_dir}: was started with a different config: {d}; resume with the "
-                                      "same [data] and [model] or choose another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir.mkdir(exist_ok=True)
-    write_json(stored_cfg, cfg)
-    write_text(run_dir / "config.resolved.toml",
-               dumps_toml(cfg, header=f"resolved from {config_path} by lstmlab train; None values omitted"))
-    write_json(run_dir / "data_meta.json", {k: v for k, v in splits.meta_dict().items()
-                                            if k not in ("vocab", "times")})
-    vocab = meta.get("vocab")
-    if vocab is not None:
-        write_json(run_dir / "vocab.json", {"tokens": list(vocab), "char_level": bool(vocab.char_level),
-                                            "kind": meta.get("kind"), "seq_len": meta.get("seq_len"),
-                                            "max_len": meta.get("max_len"), "source": meta.get("source")})
-
-    state: dict[str, Any] = {"version": STATE_VERSION, "epoch": 0, "global_step": 0, "best": None,
-                             "best_epoch": None, "wait": 0, "status": "running",
-                             "monitor": t["checkpoint_monitor"], "time_s": 0.0}
+    # the model's weights and the training tensors, checked as fit checks them ------------------
+    x, y, lengths = model._check_xy(x, y, lengths)
     model.build(x[:2], None if lengths is None else lengths[:2])
+    model.to(device=ctx.device, dtype=getattr(torch, cfg["model"].get("dtype", "float32")))  # lazy weights
     model._ensure_optimizer()
-    if resume:
-        weights, opt_state, saved = read_checkpoint(ckpt_dir / "last.lstmlab")
+    if x.is_floating_point() and x.dtype != model._dtype():
+        x = x.to(model._dtype())
+    with torch.no_grad():
+        model.eval()
+        probe = model(x[:2].to(ctx.device), lengths=None if lengths is None else lengths[:2],
+                      logits=model._logit_mode())
+        model.train()
+        y = L.prepare_target(model.loss_name, y, (x.shape[0],) + tuple(probe.shape[1:]))
+    if t["tbptt"] is not None and lengths is not None:
+        raise ConfigError(f"{config_path}: train.tbptt: variable-length sequences (lengths/mask) are not "
+                          "supported with truncated BPTT; remove tbptt or use equal-length data")
+    su.x, su.y, su.lengths = x, y, lengths
+    su.val = None
+    if has_val:
+        vx, vy, vl = _tensors(splits.val)
+        vx, vy, vl = model._check_xy(vx, vy, vl, prefix="validation_data ")
+        su.val = (vx, vy, vl)
+    if resume and ctx.main:
+        last = ckpt_dir / "last.lstmlab"
+        weights, opt_state, saved = read_checkpoint(last)
         if saved is None and state_path.exists():
             saved = json.loads(state_path.read_text())
         if saved is None:
-            raise RunDirError(f"{ckpt_dir / 'last.lstmlab'}: holds no training state; cannot resume")
-        try:
-            model.load_state_dict(weights)
-            if opt_state is not None:
-                model.optimizer.load_state_dict(opt_state)
-                for group in model.optimizer.param_groups:  # [train] changes apply on resume
-                    group["lr"] = t["learning_rate"]
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise RunDirError(f"{ckpt_dir / 'last.lstmlab'}: does not match the model of the config "
-                              f"({str(exc).splitlines()[0]})") from None
+            raise RunDirError(f"{last}: holds no training state; cannot resume")
+        _load_weights(model, weights, opt_state, t, last)  # checked here, loaded again on every rank
+        su.checkpoint = (weights, opt_state, saved)
+    return su
+
+
+def _load_weights(model, weights: dict, opt_state: dict | None, t: dict, path: Path) -> None:
+    try:
+        model.load_state_dict(weights)
+        if opt_state is not None:
+            model.optimizer.load_state_dict(opt_state)
+            for group in model.optimizer.param_groups:  # [train] changes apply on resume
+                group["lr"] = t["learning_rate"]
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise RunDirError(f"{path}: does not match the model of the config "
+                          f"({str(exc).splitlines()[0]})") from None
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    return (int(seed) + 104_729 * int(rank)) % 2**32
+
+
+def _train(ctx, config, run_dir, resume: bool, out) -> TrainResult:
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    state_path = ckpt_dir / "state.json"
+    stored_cfg = run_dir / "config.resolved.json"
+    try:
+        su: _Setup | None = _setup(ctx, config, run_dir, resume)
+        err = None
+    except Exception as exc:  # noqa: BLE001 - every rank must learn that one rank gave up
+        su, err = None, exc
+    err = ctx.agree(err)
+    if err is not None:
+        raise err
+    assert su is not None
+    cfg, config_path, splits, model, monitor_cb = su.cfg, su.config_path, su.splits, su.model, su.monitor_cb
+    meta, t = splits.meta, cfg["train"]
+
+    # the run directory (rank 0) ------------------------------------------------------------------
+    if ctx.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_dir.mkdir(exist_ok=True)
+        for stale in ckpt_dir.glob(".*.tmp"):  # temporary files of writes cut short by a crash
+            stale.unlink(missing_ok=True)
+        write_json(stored_cfg, cfg)
+        write_text(run_dir / "config.resolved.toml",
+                   dumps_toml(cfg, header=f"resolved from {config_path} by lstmlab train; None values omitted"))
+        write_json(run_dir / "data_meta.json", {k: v for k, v in splits.meta_dict().items()
+                                                if k not in ("vocab", "times")})
+        vocab = meta.get("vocab")
+        if vocab is not None:
+            write_json(run_dir / "vocab.json", {"tokens": list(vocab), "char_level": bool(vocab.char_level),
+                                                "kind": meta.get("kind"), "seq_len": meta.get("seq_len"),
+                                                "max_len": meta.get("max_len"), "source": meta.get("source")})
+
+    state: dict[str, Any] = {"version": STATE_VERSION, "epoch": 0, "global_step": 0, "best": None,
+                             "best_epoch": None, "wait": 0, "status": "running",
+                             "monitor": t["checkpoint_monitor"], "time_s": 0.0, "batch": 0}
+    if resume:
+        weights, opt_state, saved = ctx.broadcast(su.checkpoint)
+        if not ctx.main:
+            _load_weights(model, weights, opt_state, t, ckpt_dir / "last.lstmlab")
         state.update(saved)
         model.global_step = int(state.get("global_step", 0))
-        if state.get("rng"):
+        ranks = state.get("rng_ranks")
+        if ctx.enabled and isinstance(ranks, list) and len(ranks) == ctx.world:
+            set_rng_state(ranks[ctx.rank])
+        elif state.get("rng") and ctx.main:
             set_rng_state(state["rng"])
-        done = int(state["epoch"])
-        _truncate_jsonl(run_dir / "metrics.jsonl", lambda r: int(r.get("epoch", 0)) <= done)
-        _truncate_jsonl(run_dir / "gradient_health.jsonl", lambda r: int(r.get("epoch", 0)) <= done)
+        elif ctx.enabled:  # resumed on another number of ranks: fresh per-rank streams
+            seed_everything(_rank_seed(t["seed"] + model.global_step, ctx.rank))
+        state.pop("rng_ranks", None)
+        done, gs = int(state["epoch"]), model.global_step
+        if ctx.main:
+            _truncate_jsonl(run_dir / "metrics.jsonl", lambda r: int(r.get("epoch", 0)) <= done)
+            _truncate_jsonl(run_dir / "gradient_health.jsonl",
+                            lambda r: int(r["step"]) < gs if isinstance(r.get("step"), int)
+                            else int(r.get("epoch", 0)) <= done)
         if state.get("status") == "diverged":
             state["status"] = "running"
     else:
-        for name in ("metrics.jsonl", "gradient_health.jsonl"):
-            (run_dir / name).unlink(missing_ok=True)
-        (run_dir / "metrics.jsonl").touch()
-        (run_dir / "gradient_health.jsonl").touch()
-    start = int(state["epoch"])
+        ctx.broadcast_params(model)
+        if ctx.enabled:  # dropout masks differ between ranks; the data order does not
+            seed_everything(_rank_seed(t["seed"], ctx.rank))
+        if ctx.main:
+            for name in ("metrics.jsonl", "gradient_health.jsonl"):
+                (run_dir / name).unlink(missing_ok=True)
+            (run_dir / "metrics.jsonl").touch()
+            (run_dir / "gradient_health.jsonl").touch()
+    start, start_batch = int(state["epoch"]), int(state.get("batch") or 0)
+    partial = state.get("epoch_sums") if start_batch else None
 
-    writer = _tensorboard(run_dir / "tb", purge_step=start + 1 if resume else None)
-    recorder = RunRecorder(run_dir, cfg, state, t["checkpoint_monitor"], writer, monitor_cb, out)
+    writer = _tensorboard(run_dir / "tb", purge_step=start + 1 if resume else None) if ctx.main else None
+    recorder = RunRecorder(run_dir, cfg, state, t["checkpoint_monitor"], writer, monitor_cb, out, main=ctx.main)
+    recorder.carry_s = float(state.get("partial_time_s") or 0.0) if start_batch else 0.0
     verbose = t.get("verbose", 1)
     if verbose:
         out(splits.summary(), flush=True)
+        where = (f"resuming in epoch {start + 1} after batch {start_batch} (step {model.global_step})"
+                 if start_batch else f"resuming after epoch {start}") if resume else "starting"
+        par = f"; {ctx.world} ranks, global batch {t['batch_size'] * ctx.world}" if ctx.enabled else ""
         out(f"model: {sum(p.numel() for p in model.parameters()):,} parameters; run dir {run_dir}; "
-            + (f"resuming after epoch {start}" if resume else "starting"), flush=True)
-    val = None
-    if has_val:
-        vx, vy, vl = _tensors(splits.val)
-        val = (vx, vy) + ((vl,) if vl is not None else ())
+            + where + par, flush=True)
     stopped_early = state.get("status") == "early_stopped"
     if start < t["epochs"] and not stopped_early:
-        cbs = [c for c in (monitor_cb, recorder) if c is not None]
         try:
-            model.fit(x, y, epochs=t["epochs"], initial_epoch=start, batch_size=t["batch_size"],
-                      validation_data=val, shuffle=t["shuffle"], callbacks=cbs, verbose=0, lengths=lengths,
-                      tbptt=t["tbptt"], seed=None)
+            fit_loop(model, su.x, su.y, su.lengths, su.val, t, ctx, monitor_cb, recorder, start_epoch=start,
+                     start_batch=start_batch, partial=partial, monitor_saved=state.get("monitor_state"))
         finally:
             if writer is not None:
                 writer.close()
@@ -551,10 +877,21 @@ def train(config: str | os.PathLike | None, run_dir: str | os.PathLike, resume: 
         if verbose:
             out(f"nothing to train: the run already finished after epoch {start} ({state.get('status')})")
 
-    # final model --------------------------------------------------------------------------------
+    # final model (rank 0) ------------------------------------------------------------------------
     status = state.get("status", "completed")
     if status == "running":
         status = state["status"] = "completed" if state["epoch"] >= t["epochs"] else "stopped"
+    result = TrainResult({"run_dir": str(run_dir), "status": status, "epochs": state["epoch"],
+                          "best_epoch": state.get("best_epoch"), "monitor": t["checkpoint_monitor"],
+                          "best": state.get("best"), "val": None, "test": None,
+                          "baseline": _baseline(meta), "time_s": round(state.get("time_s", 0.0), 2)})
+    if status == "diverged":
+        result["diverged_epoch"] = state.get("diverged_epoch")
+    if ctx.enabled:
+        result["world_size"] = ctx.world
+    if not ctx.main:
+        ctx.barrier()
+        return result
     if status == "diverged" and (ckpt_dir / "last.lstmlab").exists():
         model.load_state_dict(read_checkpoint(ckpt_dir / "last.lstmlab")[0])
     elif t["early_stopping"] is not None and t["early_stopping"]["restore_best_weights"] \
@@ -564,13 +901,9 @@ def train(config: str | os.PathLike | None, run_dir: str | os.PathLike, resume: 
         model.save(run_dir / "model.lstmlab")
     write_json(state_path, {k: v for k, v in state.items() if not k.startswith("_")}, indent=None)
     metrics = _final_metrics(model, splits, cfg, t["batch_size"]) if _finite_params(model) else {}
-    result = TrainResult({"run_dir": str(run_dir), "status": status, "epochs": state["epoch"],
-                          "best_epoch": state.get("best_epoch"), "monitor": t["checkpoint_monitor"],
-                          "best": state.get("best"), "val": metrics.get("val"), "test": metrics.get("test"),
-                          "baseline": _baseline(meta), "time_s": round(state.get("time_s", 0.0), 2)})
-    if status == "diverged":
-        result["diverged_epoch"] = state.get("diverged_epoch")
+    result["val"], result["test"] = metrics.get("val"), metrics.get("test")
     write_json(run_dir / "result.json", result)
+    ctx.barrier()
     return result
 
 
@@ -635,18 +968,23 @@ def run(args: argparse.Namespace) -> int:
     def one_line(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"lstmlab train: warning: {str(message).strip().splitlines()[0]}", file=sys.stderr)
 
+    from .distributed import env_rank
+
+    main_rank = env_rank() == 0  # under torchrun only rank 0 speaks; the others just exit alike
     try:
         with warnings.catch_warnings():
             if not getattr(args, "debug", False):
                 warnings.showwarning = one_line
             result = train(args.config, args.run_dir, resume=args.resume, out=_print)
-    except (ConfigError, RunDirError, InputError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (ConfigError, RunDirError, InputError, ValueError, FileNotFoundError, KeyError, OSError) as exc:
         if getattr(args, "debug", False):
             raise
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"lstmlab train: error: {msg}", file=sys.stderr)
+        if main_rank:
+            print(f"lstmlab train: error: {msg}", file=sys.stderr)
         return 2
-    print(json.dumps(_clean(dict(result))), flush=True)
+    if main_rank:
+        print(json.dumps(_clean(dict(result))), flush=True)
     return 1 if result["status"] == "diverged" else 0
 
 
