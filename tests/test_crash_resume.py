@@ -136,11 +136,10 @@ def test_sigkill_then_resume_is_bit_exact(straight, tmp_path):
     cfg = _config(tmp_path / "cfg.toml")
     run_dir = tmp_path / "run"
     kills = 0
-    for attempt in range(2):  # kill the first run and then the first resume
+    for _ in range(2):  # kill the first run and then the first resume
         has_ckpt = (run_dir / "checkpoints" / "last.lstmlab").exists()
         kills += _kill_at_random(cfg, run_dir, has_ckpt, straight["train_s"], rng)
         _check_checkpoints(run_dir)
-        del attempt
     has_ckpt = (run_dir / "checkpoints" / "last.lstmlab").exists()
     done = subprocess.run(_cmd(cfg, run_dir, has_ckpt), env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

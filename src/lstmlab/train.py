@@ -6,16 +6,24 @@ The run directory holds::
     data_meta.json                 what the data loader said (kind, classes, scaler, baseline, ...)
     vocab.json                     token list of text data (``lstmlab generate`` finds it here)
     checkpoints/last.lstmlab       weights + optimizer + training state, written atomically each epoch
+                                   (and every ``train.checkpoint_every`` steps, mid-epoch)
     checkpoints/best.lstmlab       the best epoch by ``train.checkpoint_monitor``
-    checkpoints/state.json         epoch, best metric, early-stopping counter, RNG states
+    checkpoints/state.json         epoch, batch within the epoch, best metric, early-stopping counter,
+                                   RNG states (per rank under torchrun), gradient-monitor schedule
     metrics.jsonl                  one JSON object per epoch
     gradient_health.jsonl          GradientMonitor records
     tb/                            TensorBoard events (loss and metrics per epoch)
     model.lstmlab                  the final model
 
-``--resume`` continues from ``checkpoints/last.lstmlab`` (epoch counter, optimizer state, RNG
-state); a non-finite loss stops the run without touching the last good checkpoint.  The last
-line printed is one JSON object with the final validation and test metrics.
+``--resume`` continues from ``checkpoints/last.lstmlab`` (epoch and batch position, optimizer
+state, RNG states, the epoch's running sums): on CPU a run killed at any moment and resumed ends
+with bit-identical weights.  Each epoch's sample order comes from ``(seed, epoch)``.  A
+non-finite loss stops the run without touching the last good checkpoint (a mid-epoch checkpoint
+is only written once the next step's loss with its weights is finite).  The last line printed is
+one JSON object with the final validation and test metrics.
+
+Under ``torchrun`` each rank runs this module; see :mod:`lstmlab.distributed` (the global batch
+is ``batch_size * WORLD_SIZE``; only rank 0 writes the run directory).
 """
 
 from __future__ import annotations
