@@ -97,7 +97,14 @@ def load_csv_sequences(
                     raise DataError("", path=table.path, row=table.lines[i], column=table.header[tc],
                                     expected="a number or ISO date", got=table.rows[i][tc])
                 keys.append(k)
-            rows = [rows[k] for k in np.argsort(keys, kind="stable")]
+            order = np.argsort(keys, kind="stable")
+            for a, b in zip(order[:-1], order[1:]):
+                if keys[a] == keys[b]:
+                    i, j = sorted((rows[a], rows[b]))
+                    raise DataError(f"sequence {table.rows[j][ic].strip()!r} has time {table.rows[j][tc]!r} here "
+                                    f"and on row {table.lines[i]}; each step of a sequence needs its own time",
+                                    path=table.path, row=table.lines[j], column=table.header[tc])
+            rows = [rows[k] for k in order]
         seqs.append(np.array([[parse_number(table.rows[i][j], table.path, table.lines[i], table.header[j])
                                for j in fcols] for i in rows], dtype=np.float64))
     ids = list(groups)
