@@ -95,6 +95,9 @@ def text_classification_splits(
                         f"got {truncate!r}")
     if max_len is not None and (int(max_len) != max_len or max_len < 1):
         raise DataError(f"option 'max_len': expected a positive integer or None, got {max_len!r}")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or int(max_tokens) != max_tokens or max_tokens < 3):
+        raise DataError(f"option 'max_tokens': expected an integer >= 3 (it counts <pad> and <unk>) or None, "
+                        f"got {max_tokens!r}")
     if not train:
         raise DataError(f"{name}: no training examples")
     class_names = _label_order(ex.label for ex in train)
