@@ -16,6 +16,9 @@ __all__ = ["load_imdb_folder"]
 def _class_dirs(root: Path, classes: Sequence[str] | None) -> list[Path]:
     if classes is not None:
         dirs = [root / c for c in ([classes] if isinstance(classes, str) else classes)]
+        if not dirs:
+            raise DataError("option 'classes': expected at least one class folder name, got an empty list",
+                            path=root)
         for d in dirs:
             if not d.is_dir():
                 raise DataError(f"class folder {d.name!r} not found (option 'classes')", path=root)
