@@ -203,7 +203,7 @@ class Scaler:
 
     def __init__(self, method: str = "standard", columns: Sequence[str] = (), horizon: int = 1) -> None:
         if method not in ("standard", "minmax", "none"):
-            raise DataError(f"unknown scaling {method!r}; use 'standard', 'minmax' or None"
+            raise DataError(f"option 'scale': unknown scaling {method!r}; use 'standard', 'minmax' or None"
                             + suggest(str(method), ["standard", "minmax"]))
         self.method = method
         self.columns = list(columns)
