@@ -44,10 +44,10 @@ verbose = 0
 
 [tune]
 sampler = "grid"
-n_trials = 10                   # of a grid of 12: the budget, not the grid, ends this study
+n_trials = 14                   # of a grid of 16: the budget, not the grid, ends this study
 heartbeat_interval = 1
 grace_period = 2
-"model.layers.0.units" = {type = "choice", values = [4, 8, 12]}
+"model.layers.0.units" = {type = "choice", values = [4, 8, 12, 16]}
 "train.learning_rate" = {type = "choice", values = [1e-3, 3e-3, 1e-2, 3e-2]}
 """
 
@@ -125,14 +125,15 @@ def _trial_dirs(run_dir: Path) -> tuple[list[Path], list[Path]]:
     return done, [d for d in dirs if d not in done]
 
 
-def _kill_mid_trial(proc: subprocess.Popen, run_dir: Path, log: Path, min_done: int, timeout: float = 60):
-    """SIGKILL a worker while it trains, after it finished ``min_done`` trials; return
-    (numbers it finished, number it was running)."""
+def _kill_mid_trial(proc: subprocess.Popen, run_dir: Path, log: Path, min_done: int, timeout: float = 90,
+                    also=lambda: True):
+    """SIGKILL a worker while it trains, after it finished ``min_done`` trials (and ``also()``
+    holds); return (numbers it finished, number it was running)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, f"worker exited early:\n{log.read_text()[-2000:]}"
         done, running = _trial_dirs(run_dir)
-        if len(done) >= min_done and running:
+        if len(done) >= min_done and running and also():
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             return {int(d.name) for d in done}, int(running[-1].name)
@@ -153,7 +154,9 @@ def test_workers_share_a_study_survive_sigkill_and_resume(tmp_path, pg_url):
     runs = {k: tmp_path / f"run_{k}" for k in "abc"}
     a = _worker(cfg, runs["a"], pg_url, study_name, logs["a"])
     b = _worker(cfg, runs["b"], pg_url, study_name, logs["b"])
-    a_done, a_killed = _kill_mid_trial(a, runs["a"], logs["a"], min_done=1)
+    # both at work: A is killed in a trial once each has finished one
+    a_done, a_killed = _kill_mid_trial(a, runs["a"], logs["a"], min_done=1,
+                                       also=lambda: len(_trial_dirs(runs["b"])[0]) >= 1)
     # B, still working, finds A's trial silent (no heartbeat for grace_period) and runs it again
     storage = open_storage(storage_url(pg_url, tmp_path))
     deadline = time.time() + 60
@@ -161,8 +164,7 @@ def test_workers_share_a_study_survive_sigkill_and_resume(tmp_path, pg_url):
                   for t in optuna.load_study(study_name=study_name, storage=storage).get_trials()):
         assert b.poll() is None and time.time() < deadline, logs["b"].read_text()[-2000:]
         time.sleep(0.2)
-    b_before = len(_trial_dirs(runs["b"])[0])
-    b_done, b_killed = _kill_mid_trial(b, runs["b"], logs["b"], min_done=b_before + 1)
+    b_done, b_killed = _kill_mid_trial(b, runs["b"], logs["b"], min_done=1)  # in its next trial
 
     c = _worker(cfg, runs["c"], pg_url, study_name, logs["c"])
     assert c.wait(timeout=120) == 0, logs["c"].read_text()[-3000:]
@@ -172,12 +174,12 @@ def test_workers_share_a_study_survive_sigkill_and_resume(tmp_path, pg_url):
     by_number = {t.number: t for t in trials}
     led = ledger(trials)
     complete = [t for t in led.finished if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(led.finished) == 10 == len(complete), [(t.number, t.state) for t in trials]
+    assert len(led.finished) == 14 == len(complete), [(t.number, t.state) for t in trials]
     assert not led.running and not led.waiting
     points = [(t.params["model.layers.0.units"], t.params["train.learning_rate"]) for t in complete]
     info = [(t.number, t.state.name, t.system_attrs.get("grid_id"), t.system_attrs.get("retry_history"),
              t.user_attrs.get("outcome"), t.user_attrs.get("worker"), t.params) for t in trials]
-    assert len(set(points)) == len(points) == 10, info  # no grid point twice
+    assert len(set(points)) == len(points) == 14, info  # no grid point twice
     # what the killed workers finished is still there, as they left it
     for n in a_done | b_done:
         assert by_number[n].state == optuna.trial.TrialState.COMPLETE and n in {t.number for t in complete}
@@ -195,5 +197,5 @@ def test_workers_share_a_study_survive_sigkill_and_resume(tmp_path, pg_url):
     assert workers[b_killed] not in {by_number[n].user_attrs["worker"] for n in a_done | b_done}
     # the resuming worker wrote the report over the whole study
     table = (runs["c"] / "trials.md").read_text()
-    assert table.count("| complete |") == 10 and table.count("| killed |") == 2
+    assert table.count("| complete |") == 14 and table.count("| killed |") == 2
     assert (runs["c"] / "best.toml").exists()
