@@ -10,6 +10,7 @@ from .model import Sequential, load_model
 from .optim import SGD, Adam, AdamW, RMSprop
 from .saving import ModelFileError
 from .trace import trace
+from .tune import tune  # the function; the subpackage stays importable as lstmlab.tune.*
 from .validation import InputError
 
 __version__ = "0.1.0"
@@ -19,6 +20,6 @@ __all__ = [
     "Attention", "explain", "trace", "diagnose", "GradientReport", "GradientMonitor", "plot_history",
     "Sequential", "load_model", "from_torch", "to_torch", "from_keras",
     "Callback", "EarlyStopping", "History", "ModelCheckpoint",
-    "SGD", "Adam", "AdamW", "RMSprop", "InputError", "ModelFileError",
+    "tune", "SGD", "Adam", "AdamW", "RMSprop", "InputError", "ModelFileError",
     "initializers", "losses", "metrics", "optim", "regularizers",
 ]
