@@ -206,8 +206,10 @@ def read_toml(path: str | os.PathLike) -> dict:
     if p.is_dir():
         raise ConfigError(f"{p}: expected a TOML file, got a directory")
     try:
-        with open(p, "rb") as fh:
-            return tomllib.load(fh)
+        raw = p.read_bytes()
+        if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (Windows editors): not TOML, but harmless
+            raw = raw[3:]
+        return tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
