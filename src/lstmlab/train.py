@@ -167,12 +167,29 @@ def _diff(a: Any, b: Any, path: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # data and model
 # ---------------------------------------------------------------------------------------------
-def load_data(cfg: dict):
-    """``lstmlab.data.load`` for the ``[data]`` section."""
+def load_data(cfg: dict, config_path: str | os.PathLike | None = None):
+    """``lstmlab.data.load`` for the ``[data]`` section.  Option errors (no file of their own) are
+    reported against the config file; data too large for memory name the size options."""
     from .data import load
+    from .data.base import DataError
 
     opts = {k: v for k, v in cfg["data"].items() if k != "source"}
-    return load(cfg["data"]["source"], **opts)
+    where = f"{config_path}: " if config_path is not None else ""
+    try:
+        return load(cfg["data"]["source"], **opts)
+    except DataError as exc:
+        if exc.path is None and config_path is not None:
+            raise ConfigError(f"{where}data: {exc}") from None
+        raise
+    except (MemoryError, OverflowError, ValueError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        big = isinstance(exc, (MemoryError, OverflowError)) or "too big" in text or "maximum" in text.lower()
+        if not big:
+            raise ConfigError(f"{where}data: {text}") from None
+        sizes = sorted(((v, k) for k, v in opts.items() if isinstance(v, int) and not isinstance(v, bool)),
+                       reverse=True)
+        named = ", ".join(f"data.{k} = {v}" for v, k in sizes[:3]) or "the data file"
+        raise ConfigError(f"{where}data: the data asked for do not fit in memory ({named}): {text}") from None
 
 
 def default_loss(meta: dict) -> str:
@@ -324,8 +341,11 @@ class RunRecorder(Callback):
             if not self.main:
                 return
             _append_jsonl(self.run_dir / "metrics.jsonl", row)
-            self.out(f"epoch {epoch + 1}: the loss or the weights became NaN/Inf; stopping. The last good "
-                     f"checkpoint (epoch {st['epoch']}) is kept in {self.run_dir / 'checkpoints'}.",
+            last = self.run_dir / "checkpoints" / "last.lstmlab"
+            kept = (f"The last good checkpoint (epoch {st['epoch']}"
+                    + (f", batch {st['batch']}" if st.get("batch") else "") + f") is kept in {last.parent}."
+                    if last.exists() else "No checkpoint had been written yet.")
+            self.out(f"epoch {epoch + 1}: the loss or the weights became NaN/Inf; stopping. {kept}",
                      file=sys.stderr)
             return
         value = logs.get(self.monitor_name)
@@ -586,7 +606,73 @@ class TrainResult(dict):
     """The final JSON object (also returned by :func:`train`)."""
 
 
-def _monitor_callback(cfg: dict, steps_per_epoch: int):
+_SIZE_KEYS = ("units", "output_dim", "input_dim")
+_GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
+
+
+def _largest_size(specs: list[dict], prefix: str = "model.layers") -> tuple[str | None, int | None]:
+    """The key path and value of the largest layer size in the specs (for error messages)."""
+    best: tuple[str | None, int | None] = (None, None)
+    for i, spec in enumerate(specs or []):
+        inner = [(f"{prefix}[{i}]", spec)]
+        for sub in ("layer", "backward_layer"):
+            if isinstance(spec.get(sub), dict):
+                inner.append((f"{prefix}[{i}].{sub}", spec[sub]))
+        for path, sp in inner:
+            for k in _SIZE_KEYS:
+                v = sp.get(k)
+                if isinstance(v, int) and not isinstance(v, bool) and (best[1] is None or v > best[1]):
+                    best = (f"{path}.{k}", v)
+    return best
+
+
+def estimate_params(specs: list[dict], n_in: int) -> int:
+    """Approximate parameter count of resolved layer specs on ``n_in`` input features (LSTM/GRU/
+    SimpleRNN/Bidirectional/Dense/Embedding; other layers count 0 and keep the width)."""
+    total, width = 0, int(n_in)
+    for spec in specs:
+        kind = spec.get("type")
+        if kind == "Embedding":
+            total += int(spec.get("input_dim") or 0) * int(spec["output_dim"])
+            width = int(spec["output_dim"])
+        elif kind in _GATES:
+            u = int(spec["units"])
+            total += _GATES[kind] * u * (width + u + 2)
+            width = u
+        elif kind == "Bidirectional":
+            inner = spec["layer"]
+            u = int(inner["units"])
+            total += 2 * _GATES.get(inner.get("type"), 4) * u * (width + u + 2)
+            width = 2 * u if spec.get("merge_mode", "concat") == "concat" else u
+        elif kind == "Dense":
+            u = int(spec["units"])
+            total += width * u + u
+            width = u
+    return total
+
+
+def _available_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_model_size(cfg: dict, meta: dict, config_path) -> None:
+    """Refuse a model whose weights, gradients and optimizer state would not fit in memory."""
+    n_in = int(meta.get("n_features") or 1)
+    n = estimate_params(cfg["model"]["layers"], n_in)
+    itemsize = 8 if cfg["model"].get("dtype") == "float64" else 4
+    need = 4 * n * itemsize  # weights, gradients, two Adam moments
+    avail = _available_bytes()
+    if avail is not None and need > avail:
+        key, value = _largest_size(cfg["model"]["layers"])
+        raise ConfigError(f"{config_path}: {key or 'model.layers'}: {value} makes a model of about {n:.3g} "
+                          f"parameters ({need / 2**30:.3g} GiB with gradients and optimizer state), more than "
+                          f"the {avail / 2**30:.3g} GiB of memory available")
+
+
+def _monitor_callback(cfg: dict, steps_per_epoch: int, config_path=None):
     mon = cfg["train"]["monitor"]
     if not mon or not mon.get("enabled", True):
         return None
@@ -601,7 +687,8 @@ def _monitor_callback(cfg: dict, steps_per_epoch: int):
     try:
         return GradientMonitor(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"train.monitor: {exc}") from None
+        where = f"{config_path}: " if config_path is not None else ""
+        raise ConfigError(f"{where}train.monitor: {exc}") from None
 
 
 def _final_metrics(model, splits, cfg: dict, batch_size: int) -> dict:
@@ -702,7 +789,7 @@ def _setup(ctx, config, run_dir: Path, resume: bool) -> _Setup:
     t = cfg["train"]
     ctx.use_device(t["device"])
     seed_everything(t["seed"])
-    su.splits = splits = load_data(cfg)
+    su.splits = splits = load_data(cfg, config_path)
     meta = splits.meta
     if len(splits.train) == 0:
         raise ConfigError(f"{config_path}: data: the training split is empty")
@@ -738,13 +825,20 @@ def _setup(ctx, config, run_dir: Path, resume: bool) -> _Setup:
 
     x, y, lengths = _tensors(splits.train)
     steps_per_epoch = math.ceil(len(splits.train) / (t["batch_size"] * ctx.world))
-    su.monitor_cb = _monitor_callback(cfg, steps_per_epoch)
+    su.monitor_cb = _monitor_callback(cfg, steps_per_epoch, config_path)
 
     # the model's weights and the training tensors, checked as fit checks them ------------------
     x, y, lengths = model._check_xy(x, y, lengths)
-    model.build(x[:2], None if lengths is None else lengths[:2])
-    model.to(device=ctx.device, dtype=getattr(torch, cfg["model"].get("dtype", "float32")))  # lazy weights
-    model._ensure_optimizer()
+    _check_model_size(cfg, meta, config_path)
+    try:
+        model.build(x[:2], None if lengths is None else lengths[:2])
+        model.to(device=ctx.device, dtype=getattr(torch, cfg["model"].get("dtype", "float32")))  # lazy weights
+        model._ensure_optimizer()
+    except (RuntimeError, MemoryError, OverflowError, TypeError) as exc:
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        key, value = _largest_size(cfg["model"]["layers"])
+        raise ConfigError(f"{config_path}: {key or 'model.layers'}: cannot build the model"
+                          f"{f' with {value}' if key else ''} ({text})") from None
     if x.is_floating_point() and x.dtype != model._dtype():
         x = x.to(model._dtype())
     with torch.no_grad():
