@@ -207,7 +207,7 @@ def read_toml(path: str | os.PathLike) -> dict:
         raise ConfigError(f"{p}: expected a TOML file, got a directory")
     try:
         raw = p.read_bytes()
-        if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (Windows editors): not TOML, but harmless
+        if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (Windows editors): harmless
             raw = raw[3:]
         return tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -416,8 +416,8 @@ def _validate_train(ctx: _Ctx, train: dict) -> dict:
             raise ctx.error("train.weight_decay", f"expected a number >= 0, got {_show(v)}")
         out[k] = v
     if out["device"] not in DEVICES:
-        raise ctx.error("train.device", f"expected one of {', '.join(map(repr, DEVICES))}, got {_show(out['device'])}"
-                        f"{suggest(out['device'], DEVICES)}")
+        raise ctx.error("train.device", f"expected one of {', '.join(map(repr, DEVICES))}, "
+                        f"got {_show(out['device'])}{suggest(out['device'], DEVICES)}")
     if out["optimizer"].lower() not in optim.OPTIMIZERS:
         raise ctx.error("train.optimizer", f"unknown optimizer {out['optimizer']!r}"
                         f"{suggest(out['optimizer'], optim.OPTIMIZERS)} (choose from "

@@ -439,7 +439,8 @@ class RunRecorder(Callback):
 # ---------------------------------------------------------------------------------------------
 # the training loop (single process or one rank of a torchrun job)
 # ---------------------------------------------------------------------------------------------
-_MONITOR_FIELDS = ("_last_sample", "_best", "_losses", "_param_norms", "findings", "restores", "_snapshot_step")
+_MONITOR_FIELDS = ("_last_sample", "_best", "_losses", "_param_norms", "findings", "restores",
+                   "_snapshot_step")
 
 
 def monitor_state(mon) -> dict | None:
@@ -506,7 +507,8 @@ def fit_loop(model, x, y, lengths, val, t: dict, ctx, monitor_cb, recorder: RunR
     history = History()
     model.history = history
     sync = distributed.GradientSync(ctx) if ctx.enabled else None
-    cbs = [history] + ([sync] if sync is not None else []) + [c for c in (monitor_cb, recorder) if c is not None]
+    cbs = [history] + ([sync] if sync is not None else []) \
+        + [c for c in (monitor_cb, recorder) if c is not None]
     for cb in cbs:
         cb.set_model(model)
     model.stop_training = False
@@ -668,7 +670,8 @@ def _check_model_size(cfg: dict, meta: dict, config_path) -> None:
     if avail is not None and need > avail:
         key, value = _largest_size(cfg["model"]["layers"])
         raise ConfigError(f"{config_path}: {key or 'model.layers'}: {value} makes a model of about {n:.3g} "
-                          f"parameters ({need / 2**30:.3g} GiB with gradients and optimizer state), more than "
+                          f"parameters ({need / 2**30:.3g} GiB with gradients and optimizer state), "
+                          "more than "
                           f"the {avail / 2**30:.3g} GiB of memory available")
 
 
@@ -832,7 +835,8 @@ def _setup(ctx, config, run_dir: Path, resume: bool) -> _Setup:
     _check_model_size(cfg, meta, config_path)
     try:
         model.build(x[:2], None if lengths is None else lengths[:2])
-        model.to(device=ctx.device, dtype=getattr(torch, cfg["model"].get("dtype", "float32")))  # lazy weights
+        # lazy weights
+        model.to(device=ctx.device, dtype=getattr(torch, cfg["model"].get("dtype", "float32")))
         model._ensure_optimizer()
     except (RuntimeError, MemoryError, OverflowError, TypeError) as exc:
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
@@ -909,7 +913,8 @@ def _train(ctx, config, run_dir, resume: bool, out) -> TrainResult:
             stale.unlink(missing_ok=True)
         write_json(stored_cfg, cfg)
         write_text(run_dir / "config.resolved.toml",
-                   dumps_toml(cfg, header=f"resolved from {config_path} by lstmlab train; None values omitted"))
+                   dumps_toml(cfg, header=f"resolved from {config_path} by lstmlab train; "
+                                          "None values omitted"))
         write_json(run_dir / "data_meta.json", {k: v for k, v in splits.meta_dict().items()
                                                 if k not in ("vocab", "times")})
         vocab = meta.get("vocab")
@@ -956,7 +961,8 @@ def _train(ctx, config, run_dir, resume: bool, out) -> TrainResult:
     partial = state.get("epoch_sums") if start_batch else None
 
     writer = _tensorboard(run_dir / "tb", purge_step=start + 1 if resume else None) if ctx.main else None
-    recorder = RunRecorder(run_dir, cfg, state, t["checkpoint_monitor"], writer, monitor_cb, out, main=ctx.main)
+    recorder = RunRecorder(run_dir, cfg, state, t["checkpoint_monitor"], writer, monitor_cb, out,
+                           main=ctx.main)
     recorder.carry_s = float(state.get("partial_time_s") or 0.0) if start_batch else 0.0
     verbose = t.get("verbose", 1)
     if verbose:
