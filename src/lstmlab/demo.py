@@ -389,6 +389,12 @@ def run_demo(settings: DemoSettings, run_dir: str | Path = "runs/demo", out=prin
         "records": {n: r["records"] for n, r in results.items()}})
     out(f"wrote {run_dir / 'index.html'} (figures: {', '.join(p.name for p in figures)}) in {wall_s:.0f} s",
         flush=True)
+    try:  # the full HTML report (curves, gradient health, gates); never fails the run
+        from .report import write_report
+
+        out(f"wrote {write_report(run_dir)}", flush=True)
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"report: {exc}", RuntimeWarning, stacklevel=2)
     return _clean(summary)
 
 

@@ -74,7 +74,12 @@ def resolve(engine: str, *, cell: str, taps: bool, rmask: bool, layer_norm: bool
             raise ValueError("engine='native' does not support recurrent_dropout; use 'fused' or 'auto'")
         return native
     if engine == "auto" and not taps and not rmask and native.supports(cell, activation, device):
-        return native
+        # cuDNN on GPU and oneDNN for CPU inference are fastest; for CPU training the fused
+        # engine measured faster than torch's kernels (benchmarks/RESULTS.md, "Speed")
+        if device.type != "cpu" or not torch.is_grad_enabled():
+            return native
+        fused = fused_module()
+        return fused if fused is not None else native
     fused = fused_module()
     return fused if fused is not None else loop
 
