@@ -12,7 +12,12 @@ sequences are measured:
   chunks of ``k`` steps, the LSTM state carried from chunk to chunk but detached, one optimizer
   step per chunk - only one chunk's activations are alive at a time, so memory stays flat (the
   only part that grows with ``T`` is the detached per-step predictions that the step returns for
-  the metrics: ``batch * T * outputs`` floats, twice while they are concatenated).
+  the metrics: ``batch * T * outputs`` floats, twice while they are concatenated - and the heap
+  fragmentation that keeping 1,000 small tensors alive between the chunks' freed activations
+  causes in glibc's allocator, which makes that part larger and noisy from run to run);
+* ``stream``: the same chunks through a ``stateful=True`` LSTM, one ``_train_step`` per chunk
+  (state carried, gradients cut at chunk boundaries), keeping only the running loss: the
+  streaming loop for a series too long to hold its outputs; its memory does not grow with ``T``.
 
 Every configuration runs in a fresh subprocess (one thread).  The model is built (and the optimizer
 state created) by one step on the first 10 time steps, then the peak-RSS counter of the process
@@ -81,7 +86,7 @@ def worker(steps: int, mode: str, k: int, batch: int, hidden: int, repeats: int,
     model.compile(loss="mse", optimizer="adam")
     warm = min(steps, 10)  # builds the weights and the optimizer state; the same for both modes
     model.fit(x[:, :warm], y[:, :warm], epochs=1, batch_size=batch, verbose=0, shuffle=False,
-              tbptt=k if mode == "tbptt" else None)
+              tbptt=k if mode != "full" else None)
     mod = ll.engine.resolve(engine, cell="lstm", taps=False, rmask=False, layer_norm=False, activation="tanh",
                             device=x.device)
     used_engine = getattr(mod, "__name__", str(mod)).rsplit(".", 1)[-1]
@@ -93,6 +98,15 @@ def worker(steps: int, mode: str, k: int, batch: int, hidden: int, repeats: int,
         t0 = time.perf_counter()
         if mode == "tbptt":
             loss, *_ = model._tbptt_step(x, y, None, k, [])
+        elif mode == "stream":
+            model.layers[0].stateful = True
+            model.layers[0].reset_states()
+            total = 0.0
+            for start in range(0, steps, k):
+                part, *_ = model._train_step(x[:, start:start + k], y[:, start:start + k], None, [])
+                total += part * min(k, steps - start)
+            model.layers[0].stateful = False
+            loss = total / steps
         else:
             loss, *_ = model._train_step(x, y, None, [])
         times.append(time.perf_counter() - t0)
@@ -102,9 +116,9 @@ def worker(steps: int, mode: str, k: int, batch: int, hidden: int, repeats: int,
     else:
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_max
     best = min(times)
-    return {"steps": steps, "mode": mode, "k": k if mode == "tbptt" else None, "batch": batch, "hidden": hidden,
+    return {"steps": steps, "mode": mode, "k": k if mode != "full" else None, "batch": batch, "hidden": hidden,
             "engine": used_engine, "peak_mb": peak_kb / 1024, "exact_peak": exact, "step_s": best,
-            "us_per_time_step": 1e6 * best / steps, "optimizer_steps": -(-steps // k) if mode == "tbptt" else 1,
+            "us_per_time_step": 1e6 * best / steps, "optimizer_steps": -(-steps // k) if mode != "full" else 1,
             "repeats": repeats, "loss": losses[-1], "threads": torch.get_num_threads()}
 
 
@@ -128,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.time()
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     for steps in a.steps:
-        for mode in ("full", "tbptt"):
+        for mode in ("full", "tbptt", "stream"):
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(steps), mode, "--tbptt", str(a.tbptt),
                    "--batch", str(a.batch), "--hidden", str(a.hidden), "--engine", a.engine]
             if a.repeats:
@@ -148,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
           "time per time step (us) | optimizer steps |")
     print("|---:|---|---:|---:|---:|---:|")
     for r in rows:
-        how = "full BPTT" if r["mode"] == "full" else f"TBPTT k={r['k']}"
+        how = {"full": "full BPTT", "tbptt": f"TBPTT k={r['k']} (fit)",
+               "stream": f"streamed chunks k={r['k']}"}[r["mode"]]
         print(f"| {r['steps']:,} | {how} | {r['peak_mb']:.1f} | {r['step_s']:.3f} | {r['us_per_time_step']:.1f} | "
               f"{r['optimizer_steps']:,} |")
     r0 = rows[0]
