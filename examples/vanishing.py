@@ -76,7 +76,7 @@ def _scaled_lstm(x: np.ndarray, units: int, scale: float) -> ll.Sequential:
     return model
 
 
-def case_c(length: int = 50, n: int = 512, units: int = 32, epochs: int = 6, lr: float = 1.0,
+def case_c(length: int = 50, n: int = 512, units: int = 32, epochs: int = 6, lr: float = 0.3,
            out: str | None = None) -> dict:
     """Scale W_hh by 1.5x until the gradient grows back through time, then train with and without
     clipping (plain SGD, so the gradient's size is the step's size)."""
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(c) LSTM with W_hh x{c['scale']:.3g}, T=50: verdict={c['verdict']} decay=10^{c['decay']:+.1f}; "
           f"first remedy: {c['remedy']}   [{c['plot']}]")
     for k, v in c["losses"].items():
-        print(f"    SGD(lr=1.0), {k:13s} epoch losses: {_fmt(v)}")
+        print(f"    SGD(lr=0.3), {k:13s} epoch losses: {_fmt(v)}")
 
     d = case_d(out=args.out)
     print(f"(d) SGD(lr=3.0) with GradientMonitor(on_nan='fix'): finished {d['steps']} steps, "
