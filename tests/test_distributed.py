@@ -51,11 +51,11 @@ def _sequences_csv(path: Path, n: int = 41, seed: int = 0) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _config(tmp: Path, batch_size: int) -> Path:
+def _config(tmp: Path, batch_size: int, epochs: int = 2) -> Path:
     csv = tmp / "seq.csv"
     if not csv.exists():
         _sequences_csv(csv)
-    cfg = tmp / f"cfg{batch_size}.toml"
+    cfg = tmp / f"cfg{batch_size}_{epochs}.toml"
     cfg.write_text(f"""
 [data]
 source = "csv-sequences"
@@ -67,7 +67,7 @@ test_fraction = 0.1
 dtype = "float64"
 layers = [{{type = "LSTM", units = 5, engine = "fused"}}, {{type = "Dense"}}]
 [train]
-epochs = 2
+epochs = {epochs}
 batch_size = {batch_size}
 learning_rate = 0.02
 clipnorm = 1.0
@@ -87,6 +87,11 @@ def _run(argv: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def _torchrun(n: int, *args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--nnodes", "1",
+            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "lstmlab", "train", *args]
+
+
 def test_sharding_covers_each_global_batch_once():
     order = D.epoch_order(23, seed=5, epoch=1)
     assert torch.equal(order, D.epoch_order(23, seed=5, epoch=1))
@@ -104,10 +109,7 @@ def test_two_ranks_match_one_process(tmp_path):
     one = _run([sys.executable, "-m", "lstmlab", "train", str(_config(tmp_path, 8)), "--run-dir",
                 str(tmp_path / "one")])
     assert one.returncode == 0, one.stderr[-3000:]
-    port = _free_port()
-    two = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
-                "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "lstmlab", "train",
-                str(_config(tmp_path, 4)), "--run-dir", str(tmp_path / "two")])
+    two = _run(_torchrun(2, str(_config(tmp_path, 4)), "--run-dir", str(tmp_path / "two")))
     assert two.returncode == 0, two.stderr[-3000:]
     res1 = json.loads(one.stdout.strip().splitlines()[-1])
     lines = [line for line in two.stdout.strip().splitlines() if line.startswith("{")]
@@ -139,3 +141,30 @@ def test_two_ranks_match_one_process(tmp_path):
     # rank 0 wrote the same run directory layout as a single process
     names = sorted(p.name for p in (tmp_path / "two").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+def test_a_single_process_run_resumes_on_two_ranks(tmp_path):
+    """Rank 0 reads the checkpoint and broadcasts it; the continued run matches 1 process throughout."""
+    ref = _run([sys.executable, "-m", "lstmlab", "train", str(_config(tmp_path, 8)), "--run-dir",
+                str(tmp_path / "ref")])
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    first = _run([sys.executable, "-m", "lstmlab", "train", str(_config(tmp_path, 8, epochs=1)), "--run-dir",
+                  str(tmp_path / "mixed")])
+    assert first.returncode == 0, first.stderr[-3000:]
+    rest = _run(_torchrun(2, str(_config(tmp_path, 4)), "--run-dir", str(tmp_path / "mixed"), "--resume"))
+    assert rest.returncode == 0, rest.stderr[-3000:]
+    res = json.loads(rest.stdout.strip().splitlines()[-1])
+    assert res["epochs"] == 2 and res["world_size"] == 2
+    assert len((tmp_path / "mixed" / "metrics.jsonl").read_text().splitlines()) == 2
+    w1, w2 = _weights(tmp_path / "ref" / "model.lstmlab"), _weights(tmp_path / "mixed" / "model.lstmlab")
+    assert max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-10
+    # a refused command under torchrun: every rank exits 2 with no traceback of ours, one line from
+    # rank 0 only (torchrun then prints its own ChildFailedError report)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(_config(tmp_path, 4).read_text().replace("batch_size = 4", "batch_sise = 4"))
+    out = _run(_torchrun(2, str(bad), "--run-dir", str(tmp_path / "bad")))
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.splitlines() if line.startswith("lstmlab train: error:")]
+    assert len(lines) == 1 and "train.batch_sise" in lines[0] and "did you mean 'batch_size'" in lines[0]
+    assert out.stderr.count("exitcode  : 2") == 2 and "lstmlab/train.py" not in out.stderr
+    assert not (tmp_path / "bad").exists()

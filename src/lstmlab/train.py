@@ -571,7 +571,7 @@ def fit_loop(model, x, y, lengths, val, t: dict, ctx, monitor_cb, recorder: RunR
                 break
             if every and model.global_step - last_ckpt >= every and b + 1 < len(batches):
                 last_ckpt = model.global_step
-                recorder.extra = _extra_state(ctx, monitor_cb)
+                recorder.extra = _extra_state(ctx, monitor_cb, t["batch_size"] * world)
                 pending = recorder.snapshot_partial(epoch, b + 1, _reduce_sums(ctx, sums))
         total = _reduce_sums(ctx, sums)
         logs = {k: M.finish(k, *v) if k != "loss" else v[0] / max(v[1], 1) for k, v in total.items()}
@@ -582,7 +582,7 @@ def fit_loop(model, x, y, lengths, val, t: dict, ctx, monitor_cb, recorder: RunR
                                        return_dict=True)
             vlogs = ctx.broadcast(vlogs)
             logs.update({f"val_{k}": v for k, v in vlogs.items()})
-        recorder.extra = _extra_state(ctx, monitor_cb)
+        recorder.extra = _extra_state(ctx, monitor_cb, t["batch_size"] * world)
         for cb in cbs:
             cb.on_epoch_end(epoch, logs)
         model.stop_training = ctx.any(model.stop_training)
@@ -592,9 +592,10 @@ def fit_loop(model, x, y, lengths, val, t: dict, ctx, monitor_cb, recorder: RunR
         cb.on_train_end({})
 
 
-def _extra_state(ctx, monitor_cb) -> dict:
-    """Per-rank RNG states (gathered to every rank) and the monitor's state, for a checkpoint."""
-    extra: dict[str, Any] = {"monitor_state": monitor_state(monitor_cb)}
+def _extra_state(ctx, monitor_cb, global_batch: int) -> dict:
+    """Per-rank RNG states (gathered to every rank), the monitor's state and the global batch size
+    (what a batch index means), for a checkpoint."""
+    extra: dict[str, Any] = {"monitor_state": monitor_state(monitor_cb), "global_batch": global_batch}
     if ctx.enabled:
         extra["rng_ranks"] = ctx.gather(rng_state())
         extra["world_size"] = ctx.world
@@ -959,6 +960,13 @@ def _train(ctx, config, run_dir, resume: bool, out) -> TrainResult:
             (run_dir / "gradient_health.jsonl").touch()
     start, start_batch = int(state["epoch"]), int(state.get("batch") or 0)
     partial = state.get("epoch_sums") if start_batch else None
+    global_batch = t["batch_size"] * ctx.world
+    if start_batch and state.get("global_batch") and int(state["global_batch"]) != global_batch:
+        done_samples = start_batch * int(state["global_batch"])
+        start_batch = done_samples // global_batch  # re-runs at most one global batch's worth of samples
+        warnings.warn(f"the checkpoint is {done_samples} samples into epoch {start + 1} with global batches of "
+                      f"{state['global_batch']}; now {global_batch} (batch_size x ranks): continuing at batch "
+                      f"{start_batch}, which is not an exact replay", stacklevel=2)
 
     writer = _tensorboard(run_dir / "tb", purge_step=start + 1 if resume else None) if ctx.main else None
     recorder = RunRecorder(run_dir, cfg, state, t["checkpoint_monitor"], writer, monitor_cb, out,
