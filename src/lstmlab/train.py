@@ -910,7 +910,7 @@ def _train(ctx, config, run_dir, resume: bool, out) -> TrainResult:
     if ctx.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt_dir.mkdir(exist_ok=True)
-        for stale in ckpt_dir.glob(".*.tmp"):  # temporary files of writes cut short by a crash
+        for stale in [*run_dir.glob(".*.tmp"), *ckpt_dir.glob(".*.tmp")]:  # writes cut short by a crash
             stale.unlink(missing_ok=True)
         write_json(stored_cfg, cfg)
         write_text(run_dir / "config.resolved.toml",
