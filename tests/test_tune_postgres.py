@@ -29,8 +29,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 CFG = """
 [data]
 source = "adding"
-length = 10
-n_train = 384
+length = 20
+n_train = 1536                  # ~1 s a trial on a quiet 2-core machine: a worker can't finish the
+                                # whole budget while the test waits for the heartbeat to expire
 n_val = 64
 n_test = 64
 
