@@ -547,9 +547,10 @@ def resolve_layers(model_cfg: dict, meta: dict, path: str | os.PathLike | None =
         if per_step and not rs:
             raise ctx.error(f"model.layers[{i}].return_sequences", "the data have one target per time step; "
                             "set return_sequences = true on the last recurrent layer")
-        if not per_step and rs:
+        pooled = any(s["type"] == "Attention" for s in specs[i + 1:])  # Attention pools the sequence
+        if not per_step and rs and not pooled:
             raise ctx.error(f"model.layers[{i}].return_sequences", "the data have one target per sequence; "
-                            "the last recurrent layer needs return_sequences = false")
+                            "the last recurrent layer needs return_sequences = false (or add an Attention layer)")
     return specs
 
 
