@@ -1100,6 +1100,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"lstmlab train: error: {msg}", file=sys.stderr)
         return 2
     if main_rank:
+        try:  # the self-contained HTML page of the run; a report problem never fails the training
+            from .report import write_report
+
+            print(f"lstmlab train: wrote {write_report(args.run_dir)}", file=sys.stderr, flush=True)
+        except Exception as exc:  # noqa: BLE001
+            print(f"lstmlab train: warning: report not written ({type(exc).__name__}: {exc})", file=sys.stderr)
         print(json.dumps(_clean(dict(result))), flush=True)
     return 1 if result["status"] == "diverged" else 0
 
