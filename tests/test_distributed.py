@@ -84,7 +84,15 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _run(argv: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if "torch.distributed.run" in argv and "(SIGABRT)" in out.stderr and "exitcode  : 2" not in out.stderr:
+        # seen once in ~40 runs on a loaded 2-core VM: a rank aborted ("terminate called without an active
+        # exception") around process-group teardown; retry once so that the flake does not fail CI, but say so
+        print(f"torchrun run aborted (SIGABRT), retrying once:\n{out.stderr[-2000:]}", file=sys.stderr)
+        argv = [a if not a.isdigit() or argv[i - 1] != "--master_port" else str(_free_port())
+                for i, a in enumerate(argv)]
+        out = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=timeout)
+    return out
 
 
 def _torchrun(n: int, *args: str) -> list[str]:
@@ -166,5 +174,6 @@ def test_a_single_process_run_resumes_on_two_ranks(tmp_path):
     assert out.returncode != 0
     lines = [line for line in out.stderr.splitlines() if line.startswith("lstmlab train: error:")]
     assert len(lines) == 1 and "train.batch_sise" in lines[0] and "did you mean 'batch_size'" in lines[0]
-    assert out.stderr.count("exitcode  : 2") == 2 and "lstmlab/train.py" not in out.stderr
+    # torchrun stops the other rank (SIGTERM) as soon as one exits non-zero, so one or both report exit code 2
+    assert "exitcode  : 2" in out.stderr and "lstmlab/train.py" not in out.stderr
     assert not (tmp_path / "bad").exists()
