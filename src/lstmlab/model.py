@@ -401,25 +401,27 @@ class Sequential(nn.Module):
             for r in rec:
                 r.stateful, r._states = True, None
             steps = xb.shape[1]
-            outs, loss_sum, weight = [], 0.0, 0
+            buf, last_out, loss_sum, weight = None, None, 0.0, 0
             for start in range(0, steps, k):
                 xc = xb[:, start:start + k]
                 last = start + k >= steps
                 if per_step:
                     loss, out, yc, _ = self._loss(xc, yb[:, start:start + k], None, checked=True)
                     self._backward_and_step(loss, cbs)
-                    outs.append(out.detach())
+                    if buf is None:  # one buffer for the whole sequence: no growth from concatenation
+                        buf = out.new_empty((out.shape[0], steps) + tuple(out.shape[2:]))
+                    buf[:, start:start + xc.shape[1]] = out.detach()
                     loss_sum += float(loss.detach()) * xc.shape[1]
                     weight += xc.shape[1]
                 elif last:
                     loss, out, yc, _ = self._loss(xc, yb, None, checked=True)
                     self._backward_and_step(loss, cbs)
-                    outs.append(out.detach())
+                    last_out = out.detach()
                     loss_sum, weight = float(loss.detach()), 1
                 else:
                     with torch.no_grad():
                         self(xc)
-            out = torch.cat(outs, 1) if per_step else outs[-1]
+            out = buf if per_step else last_out
             return loss_sum / weight, out, yb, None
         finally:
             for r, (st, states) in zip(rec, saved):
