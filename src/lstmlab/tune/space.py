@@ -32,58 +32,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import FILE_OPTIONS, ConfigError, read_toml, suggest, validate
+from ..config import FILE_OPTIONS, SECTIONS, ConfigError, read_toml, resolve_file, validate
+from ..config.schema import Check, Ctx, at_least, check_tree, defaults, schema, setting, show, suggest
 
-__all__ = ["Param", "TuneSpec", "load_tune", "parse_tune", "TUNE_DEFAULTS", "SAMPLERS", "PRUNERS",
+__all__ = ["Param", "TuneSpec", "TuneOptions", "load_tune", "parse_tune", "TUNE_DEFAULTS", "SAMPLERS", "PRUNERS",
            "short_names"]
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "hyperband")
 PARAM_TYPES = ("float", "int", "choice")
-SECTIONS = ("data", "model", "train")
-
-TUNE_DEFAULTS: dict[str, Any] = {
-    "metric": "val_loss",
-    "direction": None,           # None: from the metric's name
-    "sampler": "tpe",
-    "sampler_options": {},       # keyword arguments of the optuna sampler
-    "pruner": "none",
-    "pruner_options": {},        # keyword arguments of the optuna pruner
-    "n_trials": None,            # None: the grid size (grid), 20 (others) unless a timeout is given
-    "timeout": None,
-    "seed": 0,
-    "study_name": None,          # None: the config file's stem
-    "storage": None,             # None: sqlite file study.db in the run directory
-    "heartbeat_interval": 10,    # seconds between heartbeats of a running trial
-    "grace_period": None,        # seconds without heartbeat before a trial counts as dead (2 x interval)
-    "max_retry": 3,              # retries of a trial whose worker died
-}
+DIRECTIONS = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
 DEFAULT_N_TRIALS = 20
-_OPTION_KINDS: dict[str, tuple[str, ...]] = {
-    "metric": ("str",), "direction": ("str",), "sampler": ("str",), "sampler_options": ("table",),
-    "pruner": ("str",), "pruner_options": ("table",), "n_trials": ("int",), "timeout": ("number",),
-    "seed": ("int",), "study_name": ("str",), "storage": ("str",), "heartbeat_interval": ("int",),
-    "grace_period": ("int",), "max_retry": ("int",),
-}
+_POSITIVE_INT = Check("a positive integer", lambda v: v > 0)
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """The options of ``[tune]``; every other key of the table is a search key."""
+
+    metric: str = setting("val_loss", Check("a logged metric name such as 'val_loss'",
+                                            lambda v: re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) is not None))
+    direction: str | None = setting(None, Check("'minimize' or 'maximize'", lambda v: v.lower() in DIRECTIONS))
+    sampler: str = setting("tpe")               # one of SAMPLERS (any case)
+    sampler_options: dict = setting({})         # keyword arguments of the optuna sampler
+    pruner: str = setting("none")               # one of PRUNERS (any case)
+    pruner_options: dict = setting({})          # keyword arguments of the optuna pruner
+    n_trials: int | None = setting(None, _POSITIVE_INT)  # None: the grid size (grid), 20 (others) unless a timeout
+    timeout: float | None = setting(None, Check("a positive number of seconds", lambda v: v > 0))  # per worker
+    seed: int = setting(0)
+    study_name: str | None = setting(None)      # None: the config file's stem
+    storage: str | None = setting(None)         # None: sqlite file study.db in the run directory
+    heartbeat_interval: int = setting(10, _POSITIVE_INT)  # seconds between heartbeats of a running trial
+    grace_period: int | None = setting(None, _POSITIVE_INT)  # seconds without heartbeat: dead (2 x interval)
+    max_retry: int = setting(3, at_least(0, "an integer"))  # retries of a trial whose worker died
+
+
+TUNE_DEFAULTS: dict[str, Any] = defaults(TuneOptions)
 _PARAM_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
                "choice": ("type", "values")}
 _TYPE_ALIASES = {"categorical": "choice", "uniform": "float", "integer": "int", "float": "float",
                  "int": "int", "choice": "choice"}
-_KIND_WORDS = {"int": "an integer", "number": "a number", "str": "a string", "table": "a table",
-               "bool": "a boolean", "list": "an array"}
-
-
-def _is(kind: str, v: Any) -> bool:
-    if kind == "int":
-        return isinstance(v, int) and not isinstance(v, bool)
-    if kind == "number":
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    return isinstance(v, {"str": str, "table": dict, "bool": bool, "list": list}[kind])
-
-
-def _show(v: Any) -> str:
-    text = json.dumps(v) if isinstance(v, (dict, list)) else repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _qkey(key: str) -> str:
@@ -249,9 +237,7 @@ class TuneSpec:
         for k in FILE_OPTIONS:
             v = data.get(k)
             if isinstance(v, str) and not Path(v).expanduser().is_absolute():
-                here = self.config_dir / Path(v).expanduser()
-                there = Path.cwd() / Path(v).expanduser()
-                data[k] = str((here if here.exists() or not there.exists() else there).resolve())
+                data[k] = str(resolve_file(self.config_dir, v).resolve())
         return cfg
 
     def signature(self) -> dict:
@@ -284,74 +270,87 @@ def short_names(keys: list[str]) -> dict[str, str]:
 def load_tune(config: str | os.PathLike | dict, overrides: dict | None = None) -> TuneSpec:
     """Read a config file (or a parsed dict) with a ``[tune]`` table; ``overrides`` replace options."""
     if isinstance(config, dict):
+        check_tree(Ctx(None), config)  # before deepcopy recurses into it
         return parse_tune(copy.deepcopy(config), None, overrides)
     return parse_tune(read_toml(config), Path(config), overrides)
 
 
 def parse_tune(raw: dict, path: Path | None = None, overrides: dict | None = None) -> TuneSpec:
     """Check a parsed config with a ``[tune]`` table; raise :class:`ConfigError` naming the key."""
-    where = f"{path}: " if path is not None else ""
-
-    def err(key: str, msg: str) -> ConfigError:
-        return ConfigError(f"{where}{key}: {msg}")
-
+    ctx = Ctx(path)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}expected a table at the top level")
+        raise ctx.error("", "expected a table at the top level")
+    check_tree(ctx, raw)
     if "tune" not in raw:
-        raise err("tune", 'missing section; add [tune] with the search space, e.g. '
-                          '"train.learning_rate" = {type = "float", low = 1e-4, high = 1e-2, log = true}')
+        raise ctx.error("tune", 'missing section; add [tune] with the search space, e.g. '
+                                '"train.learning_rate" = {type = "float", low = 1e-4, high = 1e-2, log = true}')
     tune = raw.pop("tune")
     if not isinstance(tune, dict):
-        raise err("tune", f"expected a table, got {_show(tune)}")
+        raise ctx.error("tune", f"expected a table, got {show(tune)}")
     base = raw
     validate(copy.deepcopy(base), path)  # the config itself, errors as lstmlab train reports them
-
-    options = dict(TUNE_DEFAULTS)
-    specs: list[tuple[str, Any]] = []
-    for k, v in tune.items():
-        if k in TUNE_DEFAULTS:
-            options[k] = v
-        elif k in ("space", "params") and isinstance(v, dict):
-            specs.extend(_flatten(v, ""))
-        elif isinstance(v, dict) and (k.split(".")[0].split("[")[0] in SECTIONS):
-            specs.extend(_flatten(v, k))
-        else:
-            raise err(_qkey(k), f"unknown key{suggest(k, TUNE_DEFAULTS)} (options: "
-                                f"{', '.join(TUNE_DEFAULTS)}; a search key is a dotted path into [data], "
-                                "[model] or [train] with a "
-                                'table such as {type = "choice", values = [32, 64]})')
-    for k, v in (overrides or {}).items():
-        if k not in TUNE_DEFAULTS:
-            raise ConfigError(f"tune option {k!r}: unknown{suggest(k, TUNE_DEFAULTS)}")
-        if v is not None:
-            options[k] = v
-    _check_options(options, err)
+    options, specs = _split(ctx, tune, overrides or {})
     if not specs:
-        raise err("tune", "no search space; declare at least one key, e.g. "
-                          '"train.learning_rate" = {type = "float", low = 1e-4, high = 1e-2, log = true}')
-    params = [_parse_param(key, spec, err) for key, spec in specs]
-    for i, p in enumerate(params):
-        for q in params[:i]:
-            if p.path == q.path:
-                raise err(_qkey(p.key), f"the same config key as {_qkey(q.key)}")
-            short, long_ = sorted((p, q), key=lambda x: len(x.path))
-            if long_.path[:len(short.path)] == short.path:
-                raise err(_qkey(long_.key), f"lies inside {_qkey(short.key)}, which is searched too")
+        raise ctx.error("tune", "no search space; declare at least one key, e.g. "
+                                '"train.learning_rate" = {type = "float", low = 1e-4, high = 1e-2, log = true}')
+    params = [_parse_param(ctx, key, spec) for key, spec in specs]
+    _check_overlap(ctx, params)
     for p in params:  # every declared value must make a valid config
-        _check_values(base, p, path, err)
-    if options["direction"] is None:
-        m = options["metric"]
-        options["direction"] = "maximize" if ("acc" in m or m.endswith("r2")) else "minimize"
+        _check_values(ctx, base, p)
     spec = TuneSpec(base=base, params=params, options=options, path=path)
     if spec.grid:
         for p in params:
             try:
                 p.grid_values()
             except ValueError as exc:
-                raise err(_qkey(p.key), str(exc)) from None
+                raise ctx.error(_qkey(p.key), str(exc)) from None
         if spec.grid_size() > 100_000:
-            raise err("tune.sampler", f"the grid has {spec.grid_size():,} points; use random or tpe")
+            raise ctx.error("tune.sampler", f"the grid has {spec.grid_size():,} points; use random or tpe")
     return spec
+
+
+def _split(ctx: Ctx, tune: dict, overrides: dict) -> tuple[dict, list[tuple[str, Any]]]:
+    """The checked options (``overrides`` win) and the search keys of a ``[tune]`` table."""
+    given: dict[str, Any] = {}
+    specs: list[tuple[str, Any]] = []
+    for k, v in tune.items():
+        if k in TUNE_DEFAULTS:
+            given[k] = v
+        elif k in ("space", "params") and isinstance(v, dict):
+            specs.extend(_flatten(v, ""))
+        elif isinstance(v, dict) and (k.split(".")[0].split("[")[0] in SECTIONS):
+            specs.extend(_flatten(v, k))
+        else:
+            raise ctx.error(_qkey(k), f"unknown key{suggest(k, TUNE_DEFAULTS)} (options: "
+                                      f"{', '.join(TUNE_DEFAULTS)}; a search key is a dotted path into [data], "
+                                      "[model] or [train] with a "
+                                      'table such as {type = "choice", values = [32, 64]})')
+    for k, v in overrides.items():
+        if k not in TUNE_DEFAULTS:
+            raise ConfigError(f"tune option {k!r}: unknown{suggest(k, TUNE_DEFAULTS)}")
+        if v is not None:
+            given[k] = v
+    o = ctx.check_table("tune", given, schema(TuneOptions))
+    for k in ("sampler_options", "pruner_options"):
+        ctx.check_value(f"tune.{k}", o[k], None)  # finite numbers inside
+    o["sampler"] = ctx.choose("tune.sampler", o["sampler"], SAMPLERS, "sampler")
+    o["pruner"] = ctx.choose("tune.pruner", o["pruner"], PRUNERS, "pruner")
+    if o["direction"] is None:
+        m = o["metric"]
+        o["direction"] = "maximize" if ("acc" in m or m.endswith("r2")) else "minimize"
+    o["direction"] = DIRECTIONS[o["direction"].lower()]
+    return o, specs
+
+
+def _check_overlap(ctx: Ctx, params: list[Param]) -> None:
+    """No key searched twice, none inside another searched key."""
+    for i, p in enumerate(params):
+        for q in params[:i]:
+            if p.path == q.path:
+                raise ctx.error(_qkey(p.key), f"the same config key as {_qkey(q.key)}")
+            short, long_ = sorted((p, q), key=lambda x: len(x.path))
+            if long_.path[:len(short.path)] == short.path:
+                raise ctx.error(_qkey(long_.key), f"lies inside {_qkey(short.key)}, which is searched too")
 
 
 def _flatten(table: dict, prefix: str) -> list[tuple[str, Any]]:
@@ -365,98 +364,72 @@ def _flatten(table: dict, prefix: str) -> list[tuple[str, Any]]:
     return out
 
 
-def _check_options(o: dict, err) -> None:
-    for k, kinds in _OPTION_KINDS.items():
-        v = o[k]
-        if v is None:
-            continue
-        if not any(_is(kind, v) for kind in kinds):
-            raise err(f"tune.{k}", f"expected {' or '.join(_KIND_WORDS[x] for x in kinds)}, got {_show(v)}")
-    o["sampler"] = o["sampler"].lower()
-    if o["sampler"] not in SAMPLERS:
-        raise err("tune.sampler", f"unknown sampler {o['sampler']!r}{suggest(o['sampler'], SAMPLERS)} "
-                                  f"(choose from {', '.join(SAMPLERS)})")
-    o["pruner"] = o["pruner"].lower()
-    if o["pruner"] not in PRUNERS:
-        raise err("tune.pruner", f"unknown pruner {o['pruner']!r}{suggest(o['pruner'], PRUNERS)} "
-                                 f"(choose from {', '.join(PRUNERS)})")
-    if o["direction"] is not None:
-        d = {"min": "minimize", "max": "maximize"}.get(o["direction"].lower(), o["direction"].lower())
-        if d not in ("minimize", "maximize"):
-            raise err("tune.direction", f"expected 'minimize' or 'maximize', got {o['direction']!r}")
-        o["direction"] = d
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", o["metric"]):
-        raise err("tune.metric", f"expected a logged metric name such as 'val_loss', got {o['metric']!r}")
-    for k in ("n_trials", "heartbeat_interval", "grace_period"):
-        if o[k] is not None and o[k] < 1:
-            raise err(f"tune.{k}", f"expected a positive integer, got {o[k]}")
-    if o["timeout"] is not None and o["timeout"] <= 0:
-        raise err("tune.timeout", f"expected a positive number of seconds, got {o['timeout']}")
-    if o["max_retry"] < 0:
-        raise err("tune.max_retry", f"expected an integer >= 0, got {o['max_retry']}")
-
-
-def _parse_param(key: str, spec: Any, err) -> Param:
+def _parse_param(ctx: Ctx, key: str, spec: Any) -> Param:
+    """One search key and its table: the key path, the distribution kind, then its values."""
     q = _qkey(key)
     try:
         path = parse_path(key)
     except ValueError as exc:
-        raise err(q, f"not a key path ({exc}); write e.g. model.layers.0.units") from None
+        raise ctx.error(q, f"not a key path ({exc}); write e.g. model.layers.0.units") from None
     if not path or path[0] not in SECTIONS:
-        raise err(q, f"a search key starts with data., model. or train.{suggest(str(path[0]), SECTIONS)}")
+        raise ctx.error(q, f"a search key starts with data., model. or train.{suggest(str(path[0]), SECTIONS)}")
     if len(path) < 2:
-        raise err(q, f"name a key inside [{path[0]}], e.g. {path[0]}.<key>")
+        raise ctx.error(q, f"name a key inside [{path[0]}], e.g. {path[0]}.<key>")
     if not isinstance(spec, dict):
-        raise err(q, f'expected a table such as {{type = "choice", values = [...]}}, got {_show(spec)}')
+        raise ctx.error(q, f'expected a table such as {{type = "choice", values = [...]}}, got {show(spec)}')
     if "type" not in spec:
-        raise err(f"{q}.type", f"missing; expected one of {', '.join(PARAM_TYPES)}")
+        raise ctx.error(f"{q}.type", f"missing; expected one of {', '.join(PARAM_TYPES)}")
     t = spec["type"]
     if not isinstance(t, str) or t.lower() not in _TYPE_ALIASES:
-        raise err(f"{q}.type", f"unknown type {_show(t)}{suggest(str(t), PARAM_TYPES)} "
-                               f"(choose from {', '.join(PARAM_TYPES)})")
+        raise ctx.error(f"{q}.type", f"unknown type {show(t)}{suggest(str(t), PARAM_TYPES)} "
+                                     f"(choose from {', '.join(PARAM_TYPES)})")
     kind = _TYPE_ALIASES[t.lower()]
     for k in spec:
         if k not in _PARAM_KEYS[kind]:
-            raise err(f"{q}.{k}", f"unknown key for a {kind} parameter{suggest(k, _PARAM_KEYS[kind])} "
-                                  f"(keys: {', '.join(_PARAM_KEYS[kind])})")
+            raise ctx.error(f"{q}.{k}", f"unknown key for a {kind} parameter{suggest(k, _PARAM_KEYS[kind])} "
+                                        f"(keys: {', '.join(_PARAM_KEYS[kind])})")
     p = Param(key=key, path=path, kind=kind)
     if kind == "choice":
-        vals = spec.get("values")
-        if not isinstance(vals, list) or not vals:
-            raise err(f"{q}.values", f"expected a non-empty array, got {_show(vals)}")
-        texts = [json.dumps(v, sort_keys=True) for v in vals]
-        dup = next((v for i, v in enumerate(vals) if texts[i] in texts[:i]), None)
-        if dup is not None:
-            raise err(f"{q}.values", f"{_show(dup)} is listed twice")
-        p.values = list(vals)
-        p.encoded = any(isinstance(v, (dict, list)) for v in vals)
-        return p
-    num = "int" if kind == "int" else "number"
-    for k in ("low", "high"):
-        if k not in spec:
-            raise err(f"{q}.{k}", f"missing; a {kind} parameter needs low and high")
-        if not _is(num, spec[k]):
-            raise err(f"{q}.{k}", f"expected {_KIND_WORDS[num]}, got {_show(spec[k])}")
-    p.low, p.high = spec["low"], spec["high"]
-    bad = p.low > p.high if kind == "int" else p.low >= p.high
-    if bad:
-        raise err(f"{q}.high", f"expected a value above low ({p.low}), got {p.high}")
-    p.log = spec.get("log", False)
-    if not isinstance(p.log, bool):
-        raise err(f"{q}.log", f"expected a boolean, got {_show(p.log)}")
-    if p.log and p.low <= 0:
-        raise err(f"{q}.low", f"a log scale needs low > 0, got {p.low}")
-    if "step" in spec:
-        if not _is(num, spec["step"]) or spec["step"] <= 0:
-            raise err(f"{q}.step", f"expected a positive {'integer' if kind == 'int' else 'number'}, "
-                                   f"got {_show(spec['step'])}")
-        if p.log:
-            raise err(f"{q}.step", "cannot be combined with log = true")
-        p.step = spec["step"]
+        _parse_choice(ctx, q, spec, p)
+    else:
+        _parse_range(ctx, q, spec, p)
     return p
 
 
-def _check_values(base: dict, p: Param, path: Path | None, err) -> None:
+def _parse_choice(ctx: Ctx, q: str, spec: dict, p: Param) -> None:
+    vals = spec.get("values")
+    if not isinstance(vals, list) or not vals:
+        raise ctx.error(f"{q}.values", f"expected a non-empty array, got {show(vals)}")
+    texts = [json.dumps(v, sort_keys=True) for v in vals]
+    dup = next((v for i, v in enumerate(vals) if texts[i] in texts[:i]), None)
+    if dup is not None:
+        raise ctx.error(f"{q}.values", f"{show(dup)} is listed twice")
+    p.values = list(vals)
+    p.encoded = any(isinstance(v, (dict, list)) for v in vals)
+
+
+def _parse_range(ctx: Ctx, q: str, spec: dict, p: Param) -> None:
+    num = ("int",) if p.kind == "int" else ("number",)
+    for k in ("low", "high"):
+        if k not in spec:
+            raise ctx.error(f"{q}.{k}", f"missing; a {p.kind} parameter needs low and high")
+        ctx.check_value(f"{q}.{k}", spec[k], num)
+    p.low, p.high = spec["low"], spec["high"]
+    if p.low > p.high if p.kind == "int" else p.low >= p.high:
+        raise ctx.error(f"{q}.high", f"expected a value above low ({p.low}), got {p.high}")
+    p.log = spec.get("log", False)
+    ctx.check_type(f"{q}.log", p.log, ("bool",))
+    if p.log and p.low <= 0:
+        raise ctx.error(f"{q}.low", f"a log scale needs low > 0, got {p.low}")
+    if "step" in spec:
+        positive = Check(f"a positive {'integer' if p.kind == 'int' else 'number'}", lambda v: v > 0)
+        ctx.check_value(f"{q}.step", spec["step"], num, positive)
+        if p.log:
+            raise ctx.error(f"{q}.step", "cannot be combined with log = true")
+        p.step = spec["step"]
+
+
+def _check_values(ctx: Ctx, base: dict, p: Param) -> None:
     """Apply each declared value (or both bounds) to the config and validate it."""
     probes = p.values if p.kind == "choice" else [p.low, p.high]
     for v in probes:
@@ -464,11 +437,11 @@ def _check_values(base: dict, p: Param, path: Path | None, err) -> None:
         try:
             set_path(cfg, p.path, copy.deepcopy(v))
         except ValueError as exc:
-            raise err(_qkey(p.key), str(exc)) from None
+            raise ctx.error(_qkey(p.key), str(exc)) from None
         try:
-            validate(cfg, path)
+            validate(cfg, ctx.path)
         except ConfigError as exc:
             msg = str(exc)
-            if path is not None and msg.startswith(f"{path}: "):
-                msg = msg[len(f"{path}: "):]
-            raise err(_qkey(p.key), f"with {_show(v)}: {msg}") from None
+            if ctx.path is not None and msg.startswith(f"{ctx.path}: "):
+                msg = msg[len(f"{ctx.path}: "):]
+            raise ctx.error(_qkey(p.key), f"with {show(v)}: {msg}") from None
