@@ -167,3 +167,127 @@ def test_main_cli_wires_train(tmp_path, capsys, monkeypatch):
     rc = cli_mod.main(["train", str(p), "--run-dir", str(tmp_path / "run")])
     assert rc == 2
     assert "did you mean 'batch_size'?" in capsys.readouterr().err
+
+
+# --- NaN / Inf, 64-bit integers, nesting, odd values: refused naming the key (issue 12 items 8, 9) ---
+ADD = {"source": "adding", "length": 5}
+LSTM = [{"type": "LSTM", "units": 3}, {"type": "Dense"}]
+
+
+def refused(raw: dict) -> str:
+    with pytest.raises(C.ConfigError) as exc:
+        C.validate(raw, "c.toml")
+    return str(exc.value)
+
+
+@pytest.mark.parametrize("value, want", [(float("nan"), "a number >= 0, got nan"),
+                                         (float("inf"), "a number >= 0, got inf"),
+                                         (-0.5, "a number >= 0, got -0.5")])
+def test_early_stopping_min_delta_must_be_a_finite_number_at_least_0(value, want):
+    msg = refused({"data": ADD, "train": {"early_stopping": {"min_delta": value}}})
+    assert msg == f"c.toml: train.early_stopping.min_delta: expected {want}"
+
+
+@pytest.mark.parametrize("train, key", [
+    ({"monitor": {"clip_to": float("inf")}}, "train.monitor.clip_to"),
+    ({"monitor": {"good_loss_factor": float("nan")}}, "train.monitor.good_loss_factor"),
+    ({"optimizer_options": {"beta_1": float("nan")}}, "train.optimizer_options.beta_1"),
+])
+def test_every_float_in_train_is_finite(train, key):
+    assert refused({"data": ADD, "train": train}).startswith(f"c.toml: {key}: expected a finite number")
+
+
+def test_floats_in_untyped_data_and_layer_options_are_finite():
+    masking = [{"type": "Masking", "mask_value": float("-inf")}] + LSTM
+    msg = refused({"data": ADD, "model": {"layers": masking}})
+    assert msg == "c.toml: model.layers[0].mask_value: expected a finite number, got -inf"
+    bidi = [{"type": "Bidirectional", "layer": {"type": "LSTM", "units": 3, "dropout": float("nan")}}, LSTM[1]]
+    assert refused({"data": ADD, "model": {"layers": bidi}}).startswith(
+        "c.toml: model.layers[0].layer.dropout: expected a finite number, got nan")
+    csv = {"source": "csv-series", "path": "x.csv", "features": ["a", [1.0, float("nan")]]}
+    with pytest.raises(C.ConfigError, match=r"data\.features\[1\]\[1\]: expected a finite number, got nan"):
+        C.validate({"data": csv}, "c.toml", check_files=False)
+
+
+def test_optimizer_option_values_are_numbers_or_booleans():
+    msg = refused({"data": ADD, "train": {"optimizer_options": {"beta_1": "high"}}})
+    assert msg == "c.toml: train.optimizer_options.beta_1: expected a finite number or a boolean, got 'high'"
+
+
+def test_monitor_arguments_are_checked_by_the_monitor_up_front():
+    msg = refused({"data": ADD, "train": {"monitor": {"enabled": False, "on_nan": "explode"}}})
+    assert msg.startswith("c.toml: train.monitor.on_nan: expected one of ") and msg.endswith("got 'explode'")
+    msg = refused({"data": ADD, "train": {"monitor": {"growth_window": 1}}})
+    assert msg == "c.toml: train.monitor.growth_window: expected an integer >= 2, got 1"
+
+
+def test_integers_beyond_64_bits_are_refused_not_overflowed(tmp_path):
+    msg = err(tmp_path, '[data]\nsource = "adding"\n[train]\nlearning_rate = 1' + "0" * 400 + "\n")
+    assert msg.endswith("train.learning_rate: expected an integer that fits in 64 bits, got an integer of 1329 bits")
+    msg = err(tmp_path, '[data]\nsource = "adding"\nlength = 1' + "0" * 5000 + "\n")
+    assert "cfg.toml: invalid TOML: " in msg
+
+
+def test_dates_and_impossible_file_names_are_refused(tmp_path):
+    msg = err(tmp_path, '[data]\nsource = "csv-series"\npath = "s.csv"\ndelimiter = 1979-05-27\n')
+    assert "data.delimiter: expected a number, a string, a boolean, an array or a table, got a date" in msg
+    for name, why in (("~no-such-user-here/s.csv", "home directory"), ("a" * 5000, "File name too long"),
+                      ("a\x00b.csv", "NUL")):
+        msg = refused({"data": {"source": "csv-series", "path": name}})
+        assert msg.startswith("c.toml: data.path: expected a file name, got ") and why in msg, msg
+        assert len(msg) < 200
+
+
+def nest(depth: int, kind: str) -> str:
+    return {"array": "[" * depth + "1" + "]" * depth, "inline": "{a = " * depth + "1" + "}" * depth}[kind]
+
+
+@pytest.mark.parametrize("text", [
+    '[data]\nsource = "adding"\nlength = ' + nest(1000, "array") + "\n",
+    '[data]\nsource = "adding"\n[model]\nname = ' + nest(1000, "inline") + "\n",
+    '[data]\nsource = "adding"\n[train.optimizer_options]\n' + ".".join(["a"] * 1000) + " = 1\n",
+    '[data]\nsource = "adding"\n[' + ".".join(["model"] + ["a"] * 999) + "]\n",
+    '[data]\nsource = "adding"\nlength = ' + nest(40, "array") + "\n",
+])
+def test_deep_nesting_is_one_line_exit_2(tmp_path, capsys, text):
+    rc, out, errl = cli([str(write(tmp_path, text)), "--run-dir", str(tmp_path / "run")], capsys)
+    assert rc == 2 and len(errl) == 1, errl
+    assert errl[0].startswith(f"lstmlab train: error: {tmp_path / 'cfg.toml'}: ") and "nested too deep" in errl[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_deep_dicts_are_refused_before_anything_recurses():
+    deep: dict = {"units": 3}
+    for _ in range(5000):
+        deep = {"a": deep}
+    msg = refused({"data": ADD, "model": {"layers": [{"type": "Bidirectional", "layer": deep}, LSTM[1]]}})
+    assert msg.startswith("c.toml: model.layers[0].layer.a.a.") and "nested too deep" in msg
+    tune = pytest.importorskip("lstmlab.tune")
+    with pytest.raises(C.ConfigError, match="nested too deep"):
+        tune.load_tune({"data": dict(ADD, seed=deep), "tune": {}})
+
+
+def test_resolved_config_with_odd_keys_and_strings_round_trips():
+    data = {"source": "csv-series", "path": "/x.csv", "features": {"é key": {"x.y": [1, {"z": "\x01"}]}}}
+    cfg = C.validate({"data": data, "model": {"name": "n\x7fé\"\\\n", "layers": LSTM}}, "c.toml",
+                     check_files=False)
+    text = C.dumps_toml(cfg)
+    assert C.validate(C.tomllib.loads(text), "c.toml", check_files=False) == cfg
+
+
+def test_schema_defaults_types_and_constraints_come_from_one_declaration():
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(C.Train)}
+    assert list(fields) == list(C.TRAIN_DEFAULTS)
+    resolved = C.validate({"data": ADD}, "c.toml")["train"]
+    for name, f in fields.items():
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if name not in ("learning_rate", "monitor"):  # filled from the optimizer / the monitor
+            assert resolved[name] == default, name
+    # the monitor table builds the monitor it describes, with its defaults
+    from lstmlab.diagnostics import GradientMonitor
+
+    mon = resolved["monitor"]
+    gm = GradientMonitor(**{k: v for k, v in mon.items() if k != "enabled"} | {"every": 3})
+    assert gm.clip_to == mon["clip_to"] and gm.max_restores == mon["max_restores"]

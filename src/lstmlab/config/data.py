@@ -7,7 +7,7 @@ from typing import Any
 
 from ..data import SOURCES
 from ..data.registry import REQUIRED, resolve_source
-from .schema import Ctx, kinds_from_default, suggest
+from .schema import Ctx, kinds_from_default, show, suggest
 
 __all__ = ["FILE_OPTIONS", "validate_data", "resolve_file"]
 
@@ -61,10 +61,13 @@ def resolve_file(base: Path, value: str) -> Path:
 
 def _checked_file(ctx: Ctx, key: str, value: str, check: bool) -> str:
     try:
+        if "\x00" in value:
+            raise ValueError("it holds a NUL character")
         p = resolve_file(ctx.base, value)
         found = p.exists()
-    except (ValueError, OSError, RuntimeError) as exc:  # NUL byte, name too long, unknown ~user
-        raise ctx.error(key, f"expected a file name, got {value!r} ({exc})") from None
+    except (ValueError, OSError, RuntimeError) as exc:  # NUL, a name too long, an unknown ~user
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ctx.error(key, f"expected a file name, got {show(value)} ({reason})") from None
     if check and not found:
         raise ctx.error(key, f"file not found: {value!r} (looked for {p})")
     return str(p)

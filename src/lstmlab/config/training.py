@@ -14,7 +14,7 @@ __all__ = ["Train", "EarlyStopping", "TRAIN_DEFAULTS", "EARLY_STOPPING_DEFAULTS"
            "monitor_settings"]
 
 DEVICES = ("cpu", "cuda")
-_AN_OPTION_VALUE = Check("a number or a boolean", lambda v: isinstance(v, (bool, int, float)))
+_AN_OPTION_VALUE = Check("a finite number or a boolean", lambda v: isinstance(v, (bool, int, float)))
 
 
 @dataclass(frozen=True)
