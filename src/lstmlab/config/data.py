@@ -7,7 +7,7 @@ from typing import Any
 
 from ..data import SOURCES
 from ..data.registry import REQUIRED, resolve_source
-from .schema import Ctx, kinds_from_default, show, suggest
+from .schema import Ctx, kinds_from_default, printable, show, suggest
 
 __all__ = ["FILE_OPTIONS", "validate_data", "resolve_file"]
 
@@ -69,5 +69,5 @@ def _checked_file(ctx: Ctx, key: str, value: str, check: bool) -> str:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ctx.error(key, f"expected a file name, got {show(value)} ({reason})") from None
     if check and not found:
-        raise ctx.error(key, f"file not found: {value!r} (looked for {p})")
+        raise ctx.error(key, f"file not found: {value!r} (looked for {printable(str(p))})")
     return str(p)

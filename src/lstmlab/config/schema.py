@@ -28,6 +28,7 @@ import inspect
 import json
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -35,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "Ctx", "Check", "Setting", "setting", "schema", "defaults", "suggest", "show",
-           "type_name", "kinds_from_default", "check_tree", "POSITIVE", "at_least", "one_of", "MAX_DEPTH"]
+__all__ = ["ConfigError", "Ctx", "Check", "Setting", "setting", "schema", "defaults", "suggest", "show", "printable",
+           "join", "type_name", "kinds_from_default", "check_tree", "POSITIVE", "at_least", "one_of", "MAX_DEPTH"]
 
 MAX_DEPTH = 32          # levels of tables and arrays; a real config uses fewer than 8
 INT64 = (-2**63, 2**63 - 1)
@@ -63,6 +64,20 @@ def suggest(word: str, choices) -> str:
         low = {c.lower(): c for c in choices}
         match = [low[m] for m in difflib.get_close_matches(str(word).lower(), list(low), n=1, cutoff=0.6)]
     return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def printable(text: str) -> str:
+    """``text`` with non-printable characters escaped, so a message stays one readable line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def join(key: str, name: Any) -> str:
+    """The key path ``key.name`` as messages print it: ``name`` bare when TOML allows
+    (``batch_size``), else quoted (``"a.b"``, ``""``)."""
+    name = str(name)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        name = printable(json.dumps(name, ensure_ascii=False))
+    return f"{key}.{name}" if key else name
 
 
 def type_name(v: Any) -> str:
@@ -193,7 +208,7 @@ def kinds_from_default(default: Any) -> tuple[str, ...] | None:
 # ---------------------------------------------------------------------------------------------
 def _children(key: str, v: Any):
     if isinstance(v, dict):
-        return [(f"{key}.{k}" if key else str(k), x) for k, x in v.items()]
+        return [(join(key, k), x) for k, x in v.items()]
     if isinstance(v, list):
         return [(f"{key}[{i}]", x) for i, x in enumerate(v)]
     return []
@@ -221,7 +236,7 @@ class Ctx:
 
     def error(self, key: str, msg: str) -> ConfigError:
         where = f"{self.path}: " if self.path is not None else ""
-        return ConfigError(f"{where}{key}: {msg}" if key else f"{where}{msg}")
+        return ConfigError(f"{where}{printable(key)}: {msg}" if key else f"{where}{msg}")
 
     def check_type(self, key: str, v: Any, kinds: tuple[str, ...]) -> None:
         if not any(matches(k, v) for k in kinds):
@@ -230,7 +245,7 @@ class Ctx:
 
     def unknown(self, key: str, name: str, known) -> ConfigError:
         known = list(known)
-        return self.error(f"{key}.{name}" if key else name,
+        return self.error(join(key, name),
                           f"unknown key{suggest(name, known)} (valid keys: {', '.join(known)})")
 
     def check_value(self, key: str, v: Any, kinds: tuple[str, ...] | None, check: Check | None = None) -> None:

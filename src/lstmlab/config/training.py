@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import losses, metrics, optim
 from ..diagnostics import GradientMonitor
-from .schema import POSITIVE, Check, Ctx, Setting, at_least, defaults, kinds_from_default, one_of, schema, setting
+from .schema import POSITIVE, Check, Ctx, Setting, at_least, defaults, join, kinds_from_default, one_of, schema, setting
 
 __all__ = ["Train", "EarlyStopping", "TRAIN_DEFAULTS", "EARLY_STOPPING_DEFAULTS", "DEVICES", "validate_train",
            "monitor_settings"]
@@ -75,7 +75,7 @@ def validate_train(ctx: Ctx, train: dict) -> dict:
     out = ctx.check_table("train", train, schema(Train))
     out["optimizer"] = ctx.choose("train.optimizer", out["optimizer"], optim.OPTIMIZERS, "optimizer")
     for k, v in out["optimizer_options"].items():
-        ctx.check_value(f"train.optimizer_options.{k}", v, None, _AN_OPTION_VALUE)
+        ctx.check_value(join("train.optimizer_options", k), v, None, _AN_OPTION_VALUE)
     try:
         optim.Optimizer(out["optimizer"], out["learning_rate"], dict(out["optimizer_options"]))
     except ValueError as exc:
