@@ -1,0 +1,88 @@
+"""GPU engine: Triton step kernels with the taps computed inside, for LSTM, GRU and SimpleRNN.
+
+Same interface as every engine (see :mod:`lstmlab.engine`)::
+
+    lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None) -> (out, h_n, c_n)
+    gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None)      -> (out, h_n)
+    rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, activation="tanh", taps=None)
+
+Per step: one GEMM (cuBLAS) and one fused pointwise kernel (gates, cell, length mask, taps), in
+forward and in the hand-written backward; weight gradients are big GEMMs after the loop (see
+:mod:`.functions`).  CUDA tensors run compiled kernels; CPU tensors run the same kernels in
+Triton's interpreter -- correct but slow, meant for tests on machines without a GPU.  Needs the
+``triton`` package (it ships with CUDA builds of torch); :func:`available` says whether it imports.
+Under ``torch.autocast`` the GEMMs and saved activations use the autocast dtype while the cell
+state and the taps are accumulated in float32.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+from .. import loop
+from ..taps import StepTaps
+
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def available() -> bool:
+    """Whether the ``triton`` package is importable here."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def supports(x: torch.Tensor, activation: str = "tanh") -> bool:
+    """Whether this engine runs the call (else it hands it to the loop engine)."""
+    return available() and x.dtype in DTYPES and x.dim() == 3 and min(x.shape[:2]) > 0 \
+        and activation in ("tanh", "relu")
+
+
+def _check_lengths(lengths: torch.Tensor | None, steps: int) -> None:
+    if lengths is None or lengths.numel() == 0:
+        return
+    lo, hi = int(lengths.min()), int(lengths.max())
+    if lo < 1 or hi > steps:
+        raise ValueError(f"lengths: expected values in [1, {steps}] (the number of steps), got min {lo}, max {hi}")
+
+
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _run(cell: str, x, h0, c0, weights: tuple, lengths, rmask, activation: str, taps: StepTaps | None):
+    from . import functions as F
+
+    _check_lengths(lengths, x.shape[1])
+    x = x.contiguous()
+    plan = F.make_plan(cell, x, weights[1].shape[1], lengths, rmask, activation == "relu", taps is not None)
+    if _needs_grad(x, h0, c0, *weights):
+        return F.RecurrentFunction.apply(plan, taps, x, h0, c0, *weights)
+    with torch.autocast(x.device.type, enabled=False):
+        s = F.forward(plan, x, h0, c0, *weights, save=False)
+    F.taps_forward(taps, plan, s["sat"])
+    h_n = s["hs"][:, -1].clone()
+    if cell == "lstm":
+        return s["out"], h_n, s["cs"][:, -1].to(plan.io, copy=True)
+    return s["out"], h_n
+
+
+def lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None):
+    """LSTM over a (B, T, I) batch (gate order i, f, g, o).  Returns ``(out, h_n, c_n)``."""
+    if not supports(x):
+        return loop.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, taps)
+    return _run("lstm", x, h0, c0, (w_ih, w_hh, b_ih, b_hh), lengths, rmask, "tanh", taps)
+
+
+def gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None):
+    """GRU over a (B, T, I) batch (torch.nn.GRU equations, gate order r, z, n).  Returns ``(out, h_n)``."""
+    if not supports(x):
+        return loop.gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, taps)
+    return _run("gru", x, h0, None, (w_ih, w_hh, b_ih, b_hh), lengths, rmask, "tanh", taps)
+
+
+def rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, activation="tanh", taps=None):
+    """Elman RNN (``activation`` tanh or relu) over a (B, T, I) batch.  Returns ``(out, h_n)``."""
+    if not supports(x, activation):
+        return loop.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, activation, taps)
+    return _run("rnn", x, h0, None, (w_ih, w_hh, b_ih, b_hh), lengths, rmask, activation, taps)
