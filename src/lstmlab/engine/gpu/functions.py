@@ -197,6 +197,26 @@ def backward(p: Plan, s: dict, x, gout, ghn, gcn) -> dict:
     return res
 
 
+def _dw_hh(p: Plan, dG: torch.Tensor, hs: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """sum_t dG_t^T @ (h_{t-1} * rmask) without a shifted (B, T, H) copy of the states.
+
+    Row ``b*T + t`` of the flat states is h_t of example b, so the flat rows shifted by one are
+    h_{t-1} -- except at t = 0, where the shift reads the last state of example b-1 instead of
+    h0[b]; two (B, H) products correct those rows.  With a recurrent-dropout mask (a different
+    column scaling per example) the masked copy is made.
+    """
+    B, T, H = p.batch, p.steps, p.hidden
+    if p.rmask is not None:
+        hp = torch.cat((h0.unsqueeze(1), hs[:, :-1]), 1) * p.rmask.unsqueeze(1)
+        return dG.t() @ hp.view(B * T, H)
+    flat = hs.view(B * T, H)
+    first = dG.view(B, T, -1)[:, 0]
+    dw = first.t() @ h0
+    dw += dG[1:].t() @ flat[:-1]
+    dw -= first[1:].t() @ hs[:-1, T - 1]
+    return dw
+
+
 def param_grads(p: Plan, s: dict, b: dict, x: torch.Tensor, needs: tuple[bool, ...]) -> dict:
     """dx, dW_ih, dW_hh, db_ih, db_hh from the per-step pre-activation gradients (big GEMMs)."""
     B, T, H = p.batch, p.steps, p.hidden
@@ -216,10 +236,7 @@ def param_grads(p: Plan, s: dict, b: dict, x: torch.Tensor, needs: tuple[bool, .
         out["dx"] = (dG @ s["wi"]).view(B, T, -1) if needs[0] else None
         out["dw_ih"] = dG.t() @ x2 if needs[1] else None
     if needs[2]:
-        hp = torch.cat((s["h0"].unsqueeze(1), s["hs"][:, :-1]), 1)
-        if p.rmask is not None:
-            hp = hp * p.rmask.unsqueeze(1)
-        out["dw_hh"] = dG.t() @ hp.view(B * T, H)
+        out["dw_hh"] = _dw_hh(p, dG, s["hs"], s["h0"])
     db = dG.sum(0) if (needs[3] or needs[4]) else None
     out["db_hh"] = db
     if dgx is not None:  # LSTM / RNN: both biases enter the same sum; separate tensors for two .grad
