@@ -69,8 +69,7 @@ class Case:
         taps = StepTaps() if mode == "train_taps" else None
         c0 = self.h0 if self.cell == "lstm" else None
         with torch.set_grad_enabled(mode != "infer"):
-            out, _, _ = engine.run(self.cell, self.x, self.h0, c0, tuple(self.params), engine="fused",
-                                   taps=taps)
+            out = run_engine(ENGINE[0], self.cell, self.x, self.h0, c0, tuple(self.params), taps)
             if mode != "infer":
                 out.sum().backward()
         if taps is not None:
@@ -84,6 +83,19 @@ class Case:
             if mode != "infer":
                 out.sum().backward()
         self.zero()
+
+
+ENGINE = ["fused"]  # set by --engine
+
+
+def run_engine(name: str, cell: str, x, h0, c0, params: tuple, taps) -> torch.Tensor:
+    """One layer direction through engine ``name``; "gpu" (Triton kernels) is called directly."""
+    if name != "gpu":
+        return engine.run(cell, x, h0, c0, params, engine=name, taps=taps)[0]
+    from lstmlab.engine import gpu
+
+    states = (h0, c0) if cell == "lstm" else (h0,)
+    return getattr(gpu, cell)(x, *states, *params, taps=taps)[0]
 
 
 def time_pair(case: Case, mode: str, repeats: int, warmup: int) -> tuple[float, float, float, float]:
@@ -160,11 +172,14 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--engine", default="fused", choices=["fused", "gpu", "loop"],
+                    help="lstmlab engine to time (gpu: the Triton kernels of lstmlab.engine.gpu)")
     args = ap.parse_args(argv)
+    ENGINE[0] = args.engine
     if args.device == "cuda" and not torch.cuda.is_available():
         print("speed.py: CUDA is not available", file=sys.stderr)
         return 2
-    if engine.fused_module() is None:
+    if args.engine == "fused" and engine.fused_module() is None:
         print("speed.py: the fused engine could not be built", file=sys.stderr)
         return 2
     repeats = max(args.repeats, 10)
@@ -193,7 +208,8 @@ def main(argv=None) -> int:
                   f"{extra}", flush=True)
 
     header = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "fused": engine.fused_module().configure() if args.device == "cpu" else {}}
+              "engine": args.engine,
+              "fused": engine.fused_module().configure() if args.device == "cpu" and args.engine == "fused" else {}}
     if args.device == "cuda":
         header["gpu"] = torch.cuda.get_device_name()
     if args.json:
