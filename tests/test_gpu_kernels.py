@@ -77,7 +77,10 @@ def _record(prob, mod, activation="tanh", lengths=None):
     """Outputs, gradients of every leaf and every taps field of one engine, by name, on the CPU."""
     taps = StepTaps()
     outs = prob.run(mod, activation, lengths, taps)
-    grads = torch.autograd.grad(_loss(outs), prob.leaves())
+    return _collect(prob, outs, torch.autograd.grad(_loss(outs), prob.leaves()), taps)
+
+
+def _collect(prob, outs, grads, taps):
     taps.finalize()
     rec = {name: t for name, t in zip(("out", "h_n", "c_n"), outs)}
     rec.update({f"grad {k}": g for k, g in enumerate(grads)})
@@ -213,6 +216,43 @@ def test_inference_records_saturation_only(cell, activation, device):
         torch.testing.assert_close(mine.saturated[k], oracle.saturated[k], rtol=0, atol=0)
 
 
+class _Rerun:
+    """A CUDA graph's stand-in on the CPU: built like one (a first run), replay() runs the loop again
+    on the same buffers -- so the graph path's buffer handling is tested without a GPU."""
+
+    def __init__(self, run):
+        self.run = run
+        run()
+
+    def replay(self):
+        self.run()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("cell,activation,variable", [(c, a, True) for c, a in CELLS] + [("lstm", "tanh", False)],
+                         ids=[*cell_ids, "lstm-full"])
+def test_graph_path_matches_eager(cell, activation, variable, device, monkeypatch):
+    """Through per-shape graph buffers, two interleaved calls of one shape (forward A, forward B,
+    backward B, backward A) give what the eager loops give."""
+    from lstmlab.engine.gpu import graphs
+
+    lengths = torch.tensor(LENGTHS) if variable else None
+    probs = [Problem(cell, F64, device, rmask=variable, seed=seed) for seed in (0, 1)]
+    want = [_record(prob, gpu, activation, lengths) for prob in probs]
+    monkeypatch.setattr(graphs, "_CACHE", type(graphs._CACHE)())
+    if device == "cpu":
+        monkeypatch.setattr(graphs, "enabled", lambda dev: True)
+        monkeypatch.setattr(graphs, "_capture", _Rerun)
+    else:
+        monkeypatch.setenv("LSTMLAB_GPU_GRAPHS", "1")
+    taps = [StepTaps(), StepTaps()]
+    outs = [prob.run(gpu, activation, lengths, tp) for prob, tp in zip(probs, taps)]
+    grads = {k: torch.autograd.grad(_loss(outs[k]), probs[k].leaves()) for k in (1, 0)}
+    assert len(graphs._CACHE) == 2  # one forward and one backward graph for the shape
+    for k in (0, 1):
+        _compare(_collect(probs[k], outs[k], grads[k], taps[k]), want[k], F64, device)
+
+
 # Mixed precision: under autocast the GEMMs and the saved gates / hidden states are half precision,
 # the cell state and the taps float32.  Bounds against the float32 reference on these shapes
 # (T = 6, unit-scale weights), relative to the largest reference value: 3-5x the largest deviation
@@ -265,11 +305,11 @@ def test_bad_lengths_are_refused():
 
 def test_interpreter_does_not_leak():
     """Loading the interpreted kernels leaves TRITON_INTERPRET as it was."""
-    from lstmlab.engine.gpu import functions
+    from lstmlab.engine.gpu import plan
 
     before = os.environ.get("TRITON_INTERPRET")
-    functions._KERNELS.pop("interpreted", None)
-    mod = functions.kernels(torch.device("cpu"))
+    plan._KERNELS.pop("interpreted", None)
+    mod = plan.kernels(torch.device("cpu"))
     assert os.environ.get("TRITON_INTERPRET") == before
     assert type(mod.lstm_fwd).__name__ == "InterpretedFunction"
 

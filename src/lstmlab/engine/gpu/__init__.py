@@ -52,15 +52,16 @@ def _needs_grad(*tensors) -> bool:
 
 def _run(cell: str, x, h0, c0, weights: tuple, lengths, rmask, activation: str, taps: StepTaps | None):
     from . import functions as F
+    from .plan import make_plan
 
     _check_lengths(lengths, x.shape[1])
     x = x.contiguous()
-    plan = F.make_plan(cell, x, weights[1].shape[1], lengths, rmask, activation == "relu", taps is not None)
+    plan = make_plan(cell, x, weights[1].shape[1], lengths, rmask, activation == "relu", taps is not None)
     if _needs_grad(x, h0, c0, *weights):
         return F.RecurrentFunction.apply(plan, taps, x, h0, c0, *weights)
     with torch.autocast(x.device.type, enabled=False):
         s = F.forward(plan, x, h0, c0, *weights, save=False)
-    F.taps_forward(taps, plan, s["sat"])
+    F.taps_forward(taps, plan, s.get("sat"))
     h_n = s["hs"][:, -1].clone()
     if cell == "lstm":
         return s["out"], h_n, s["cs"][:, -1].to(plan.io, copy=True)
