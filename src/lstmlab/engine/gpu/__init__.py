@@ -9,11 +9,13 @@ Same interface as every engine (see :mod:`lstmlab.engine`)::
 Per step: one GEMM (cuBLAS) and one fused pointwise kernel (gates, cell, length mask, taps), in
 forward and in the hand-written backward; weight gradients are big GEMMs after the loop (see
 :mod:`.loops` and :mod:`.functions`).  With ``LSTMLAB_GPU_GRAPHS=1`` each direction's time loop is
-captured once per shape as a CUDA graph and replayed (:mod:`.graphs`; opt-in until measured).  CUDA tensors run compiled kernels; CPU tensors run the same kernels in
-Triton's interpreter -- correct but slow, meant for tests on machines without a GPU.  Needs the
-``triton`` package (it ships with CUDA builds of torch); :func:`available` says whether it imports.
-Under ``torch.autocast`` the GEMMs and saved activations use the autocast dtype while the cell
-state and the taps are accumulated in float32.
+captured once per shape as a CUDA graph and replayed (:mod:`.graphs`; opt-in until measured).
+
+CUDA tensors run compiled kernels; CPU tensors run the same kernels in Triton's interpreter --
+correct but slow, meant for tests on machines without a GPU.  Needs the ``triton`` package (it
+ships with CUDA builds of torch); :func:`available` says whether it imports.  Under
+``torch.autocast`` the GEMMs and saved activations use the autocast dtype while the cell state
+and the taps are accumulated in float32.
 """
 
 from __future__ import annotations
