@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from lstmlab import saving
-from lstmlab import train as T
+from lstmlab.run import cli as T
+from lstmlab.run.checkpoint import RunCheckpoint, read_checkpoint
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -83,7 +84,7 @@ def _check_checkpoints(run_dir: Path) -> None:
     if not ckpt.exists():
         return
     for f in ckpt.glob("*.lstmlab"):
-        weights, _, state = T.read_checkpoint(f)
+        weights, _, state = read_checkpoint(f)
         assert weights and state is not None and all(torch.isfinite(w).all() for w in weights.values()), f
     if (ckpt / "state.json").exists():
         json.loads((ckpt / "state.json").read_text())
@@ -160,17 +161,17 @@ def test_resume_mid_epoch_in_process(tmp_path, monkeypatch, crash_step):
     torch.set_num_threads(1)
     cfg = _config(tmp_path / "cfg.toml", epochs=2, every=1)
     assert T.main([str(cfg), "--run-dir", str(tmp_path / "a")]) == 0
-    original = T.RunRecorder.on_batch_end
+    original = RunCheckpoint.batch_done
 
-    def crash(self, batch, logs=None):
-        original(self, batch, logs)
+    def crash(self, done):  # after the step and its callbacks, before a pending snapshot is written
         if self.model.global_step == crash_step:
             raise _Crash
+        original(self, done)
 
-    monkeypatch.setattr(T.RunRecorder, "on_batch_end", crash)
+    monkeypatch.setattr(RunCheckpoint, "batch_done", crash)
     with pytest.raises(_Crash):
         T.main([str(cfg), "--run-dir", str(tmp_path / "b")])
-    monkeypatch.setattr(T.RunRecorder, "on_batch_end", original)
+    monkeypatch.setattr(RunCheckpoint, "batch_done", original)
     state = json.loads((tmp_path / "b" / "checkpoints" / "state.json").read_text())
     # a snapshot is written once the next step's loss is finite: the crash at step c leaves the one
     # of step c - 2, or the end-of-epoch checkpoint (step 8) when c is the first step of epoch 2

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("lstmlab.demo", "lstmlab.train", "lstmlab.diagnostics.cli", "lstmlab.generate",
+SUBCOMMANDS = ("lstmlab.demo", "lstmlab.run.cli", "lstmlab.diagnostics.cli", "lstmlab.generate",
                "lstmlab.tune", "lstmlab.report.cli")
 
 

@@ -39,8 +39,10 @@ from typing import Any
 import torch
 
 from .callbacks import Callback
+from .training.loop import Strategy
 
-__all__ = ["Context", "from_env", "epoch_order", "global_batches", "shard", "GradientSync", "local_rank"]
+__all__ = ["Context", "from_env", "epoch_order", "global_batches", "shard", "GradientSync", "DataParallel",
+           "local_rank"]
 
 
 def local_rank() -> int:
@@ -347,3 +349,60 @@ class GradientSync(Callback):
                     r._last_lengths = torch.cat(lens)
                 elif steps is not None:
                     r._last_lengths = None
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop's strategy
+# ---------------------------------------------------------------------------------------------
+class DataParallel(Strategy):
+    """How :class:`lstmlab.training.Loop` runs one rank of a data-parallel job (or, with a
+    one-process context, ``lstmlab train`` alone): each epoch's order from ``(seed, epoch)``,
+    global batches of ``batch_size * world`` sharded over the ranks, gradients all-reduced
+    right after backward (:class:`GradientSync`), the epoch's sums reduced, validation on
+    rank 0 and broadcast, a stop on any rank stops all."""
+
+    def __init__(self, ctx: Context, seed: int, shuffle: bool = True) -> None:
+        super().__init__(shuffle)
+        self.ctx, self.seed = ctx, int(seed)
+        self.sync = GradientSync(ctx) if ctx.enabled else None
+
+    @property
+    def main(self) -> bool:  # type: ignore[override]
+        return self.ctx.main
+
+    def callbacks(self) -> list[Callback]:
+        return [self.sync] if self.sync is not None else []
+
+    def batches(self, n: int, epoch: int, batch_size: int) -> list[torch.Tensor]:
+        return global_batches(epoch_order(n, self.seed, epoch, self.shuffle), batch_size, self.ctx.world)
+
+    def shard(self, batch: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        idx, real = shard(batch, self.ctx.rank, self.ctx.world)
+        if self.sync is not None:
+            self.sync.real = real
+        return idx, real
+
+    def batch_loss(self, step_loss: float, tbptt: int | None) -> float:
+        return self.sync.last_loss if self.sync is not None and tbptt is None else step_loss
+
+    def add_loss(self, sums: dict[str, list[float]], step_loss: float, size: float, batch_len: int,
+                 tbptt: int | None) -> None:
+        if self.sync is not None and tbptt is None:
+            # the loss of the whole global batch, counted once (on rank 0)
+            glob = float(batch_len) if self.ctx.main else 0.0
+            sums["loss"][0] += self.sync.last_loss * glob if glob else 0.0
+            sums["loss"][1] += glob
+        elif size:
+            sums["loss"][0] += step_loss * size
+            sums["loss"][1] += size
+
+    def reduce(self, sums: dict[str, list[float]]) -> dict[str, list[float]]:
+        keys = list(sums)
+        flat = self.ctx.all_sum([v for k in keys for v in sums[k]])
+        return {k: [flat[2 * i], flat[2 * i + 1]] for i, k in enumerate(keys)}
+
+    def on_main(self, fn):
+        return self.ctx.broadcast(fn() if self.ctx.main else None)
+
+    def any(self, flag: bool) -> bool:
+        return self.ctx.any(flag)

@@ -9,6 +9,27 @@ import torch
 METRICS = ("accuracy", "acc", "mae", "mse", "rmse")
 
 
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of the logged quantity ``name`` is better (``accuracy``,
+    ``val_accuracy``, ``r2``, ...) rather than worse (losses and errors).  The one rule behind
+    ``mode="auto"`` of the callbacks and the checkpoint of ``lstmlab train``."""
+    return "acc" in name or name.endswith("r2")
+
+
+def mode(monitor: str, mode: str = "auto") -> str:
+    """``"min"`` or ``"max"``: ``mode`` checked, ``"auto"`` resolved by :func:`higher_is_better`."""
+    if mode == "auto":
+        return "max" if higher_is_better(monitor) else "min"
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode: expected 'auto', 'min' or 'max', got {mode!r}")
+    return mode
+
+
+def improved(mode: str, value: float, best: float, min_delta: float = 0.0) -> bool:
+    """Whether ``value`` beats ``best`` by more than ``min_delta`` in direction ``mode``."""
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
 def check(names) -> list[str]:
     names = [names] if isinstance(names, str) else list(names or [])
     for n in names:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
-import time
+import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -13,9 +13,22 @@ from torch import nn
 from . import losses as L
 from . import metrics as M
 from . import optim, saving
-from .callbacks import Callback, History
+from .callbacks import Callback, History, ProgbarLogger
 from .layers import Bidirectional, Dense, Embedding, Layer, RNNLayer, deserialize, recurrent_layers, serialize
+from .training.loop import Loop, Position, Strategy, epoch_logs, fresh_sums
 from .validation import InputError, as_tensor, check_features, check_lengths, lengths_from_mask
+
+
+class LossTerms(NamedTuple):
+    """:meth:`Sequential.loss_terms`: the loss (scalar, masked mean), the output the metrics read
+    (probabilities for softmax/sigmoid heads), the checked target, the (B, T) mask of valid steps
+    of a per-step output (or None), and the per-sample (per-step) loss values before the mean."""
+
+    loss: torch.Tensor
+    output: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor | None
+    values: torch.Tensor
 
 
 def _as_input(name: str, x) -> torch.Tensor:
@@ -180,12 +193,15 @@ class Sequential(nn.Module):
         if self.optimizer is None:
             self.optimizer = self.optimizer_spec.build(self.parameters())
 
-    def _logit_mode(self) -> bool:
+    def _logit_mode(self, loss: str | None = None) -> bool:
+        """Whether the last layer hands its logits to the loss (see :meth:`loss_terms`)."""
         last = self.layers[-1] if len(self.layers) else None
-        want = L.LOGIT_ACTIVATION.get(self.loss_name)
+        want = L.LOGIT_ACTIVATION.get(self.loss_name if loss is None else loss)
         return isinstance(last, Dense) and want is not None and last.activation == want
 
-    def _check_xy(self, x, y, lengths, prefix: str = ""):
+    def check_inputs(self, x, y=None, lengths=None, prefix: str = ""):
+        """``(x, y, lengths)`` as tensors, checked: non-empty, finite, the rank and feature size the
+        first layer takes, as many rows of ``y`` and valid ``lengths``; errors name the argument."""
         x = _as_input(prefix + "x", x)
         if x.is_floating_point() and not torch.isfinite(x).all():
             bad = tuple((~torch.isfinite(x)).nonzero()[0].tolist())
@@ -215,27 +231,39 @@ class Sequential(nn.Module):
             raise InputError(f"{name}: expected a 2-D (batch, time) array of token ids for the Embedding "
                              f"layer, got shape {tuple(x.shape)}")
 
-    def _batches(self, n: int, batch_size: int, shuffle: bool, gen: torch.Generator | None):
-        order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
-        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
-
     def _step_mask(self, out: torch.Tensor) -> torch.Tensor | None:
         lens = getattr(self, "_last_lengths", None)
         if out.dim() == 3 and lens is not None:
             return (torch.arange(out.shape[1]).unsqueeze(0) < lens.unsqueeze(1)).to(out.device)
         return None
 
-    def _loss(self, xb, yb, lb, checked: bool = False):
-        logit_mode = self._logit_mode()
-        out = self(xb, lengths=lb, logits=logit_mode)
-        if not checked:
-            yb = L.prepare_target(self.loss_name, yb, tuple(out.shape))
+    def loss_terms(self, x, y, lengths=None, *, loss: str | None = None, prepared: bool = False) -> LossTerms:
+        """One forward pass and the loss, with what the training loop and the metrics need.
+
+        The rule for softmax/sigmoid heads lives here: with a cross-entropy loss whose activation
+        is the last Dense layer's, that layer hands its logits to the loss (stable, as Keras
+        does) and :attr:`LossTerms.output` holds the probabilities.  ``loss``: a loss name other
+        than the compiled one; ``prepared``: ``y`` is already checked and shaped for the loss."""
+        name = self.loss_name if loss is None else L.canonical(loss)
+        if name is None:
+            raise RuntimeError("model: call compile(loss=...) or pass loss= before computing a loss")
+        logit_mode = self._logit_mode(name)
+        out = self(x, lengths=lengths, logits=logit_mode)
+        if not prepared:
+            y = L.prepare_target(name, y, tuple(out.shape))
         mask = self._step_mask(out)
-        loss = L.compute(self.loss_name, out, yb, from_logits=logit_mode, step_mask=mask)
+        values = L.elementwise(name, out, y, logit_mode)
         probs = None
         if logit_mode:
             probs = torch.softmax(out, -1) if self.layers[-1].activation == "softmax" else torch.sigmoid(out)
-        return loss, (probs if probs is not None else out), yb, mask
+        return LossTerms(L.reduce(values, mask), probs if probs is not None else out, y, mask, values)
+
+    def compute_loss(self, x, y, lengths=None, *, loss: str | None = None) -> torch.Tensor:
+        """The loss the training loop optimises on ``(x, y)`` (a scalar tensor with its graph): the
+        compiled loss (or ``loss``), the logit rule of :meth:`loss_terms`, the mean over the
+        valid steps of a per-step output.  Weight regularization is not included
+        (:meth:`regularization_loss`)."""
+        return self.loss_terms(x, y, lengths, loss=loss).loss
 
     def clip_gradients(self) -> float:
         """Apply the compiled clipping; returns the global gradient norm before clipping."""
@@ -266,7 +294,7 @@ class Sequential(nn.Module):
             raise InputError(f"validation_split: expected a float in [0, 1), got {validation_split!r}")
         if tbptt is not None and (isinstance(tbptt, bool) or not isinstance(tbptt, int) or tbptt < 1):
             raise InputError(f"tbptt: expected a positive integer number of steps, got {tbptt!r}")
-        x, y, lengths = self._check_xy(x, y, lengths)
+        x, y, lengths = self.check_inputs(x, y, lengths)
         if validation_data is None and validation_split > 0:
             n_val = int(round(x.shape[0] * validation_split))
             if n_val < 1 or n_val >= x.shape[0]:
@@ -279,158 +307,34 @@ class Sequential(nn.Module):
         val = None
         if validation_data is not None:
             vx, vy, *vl = validation_data
-            val = self._check_xy(vx, vy, vl[0] if vl else None, prefix="validation_data ")
-        device = self._device()
+            val = self.check_inputs(vx, vy, vl[0] if vl else None, prefix="validation_data ")
         self.build(x, lengths)
-        device = self._device()
+        x, y = self.prepare_training(x, y, lengths)
+        steps = math.ceil(x.shape[0] / batch_size)
+        cbs = list(callbacks or []) + ([ProgbarLogger(epochs, steps, verbose)] if verbose else [])
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        loop = Loop(self, cbs, Strategy(shuffle, gen), tbptt=tbptt)
+        return loop.run(x, y, lengths, val, epochs=epochs, batch_size=batch_size, start=Position(initial_epoch))
+
+    def prepare_training(self, x: torch.Tensor, y: torch.Tensor, lengths) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the training loop needs of a built model and checked inputs: ``x`` in the model's
+        dtype, the optimizer, ``y`` checked and shaped against the output of a probe batch (so a
+        wrong target fails with a clear error before any step)."""
         if x.is_floating_point() and x.dtype != self._dtype():
             x = x.to(self._dtype())
         self._ensure_optimizer()
-        # validate the targets once on a probe batch (clear errors before any training)
         with torch.no_grad():
             self.eval()
-            probe = self(x[:2].to(device), lengths=None if lengths is None else lengths[:2],
+            probe = self(x[:2].to(self._device()), lengths=None if lengths is None else lengths[:2],
                          logits=self._logit_mode())
             self.train()
             y = L.prepare_target(self.loss_name, y, (x.shape[0],) + tuple(probe.shape[1:]))
-        history = History()
-        self.history = history
-        cbs = [history] + list(callbacks or [])
-        for cb in cbs:
-            cb.set_model(self)
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        self.stop_training = False
-        for cb in cbs:
-            cb.on_train_begin({})
-        for epoch in range(initial_epoch, epochs):
-            for cb in cbs:
-                cb.on_epoch_begin(epoch, {})
-            self.train()
-            t0 = time.time()
-            sums = {"loss": [0.0, 0.0]} | {m: [0.0, 0.0] for m in self.metric_names}
-            batches = self._batches(x.shape[0], batch_size, shuffle, gen)
-            for b, idx in enumerate(batches):
-                for cb in cbs:
-                    cb.on_batch_begin(b, {})
-                xb, yb = x[idx].to(device), y[idx].to(device)
-                lb = None if lengths is None else lengths[idx]
-                if tbptt is not None:
-                    loss_v, out, yb2, mask = self._tbptt_step(xb, yb, lb, tbptt, cbs)
-                else:
-                    loss_v, out, yb2, mask = self._train_step(xb, yb, lb, cbs)
-                n = float(xb.shape[0])
-                if self.skip_step:  # a vetoed (rolled-back) step does not count towards the epoch
-                    logs = {"loss": loss_v, "size": int(n), "skipped": True}
-                    for cb in cbs:
-                        cb.on_batch_end(b, logs)
-                    if self.stop_training:
-                        break
-                    continue
-                sums["loss"][0] += loss_v * n
-                sums["loss"][1] += n
-                for m in self.metric_names:
-                    s, c = M.batch_sums(m, self.loss_name, out.detach(), yb2, mask)
-                    sums[m][0] += s
-                    sums[m][1] += c
-                logs = {"loss": loss_v, "size": int(n)}
-                for cb in cbs:
-                    cb.on_batch_end(b, logs)
-                if verbose == 1:
-                    self._progress(epoch, epochs, b + 1, len(batches), sums, t0)
-                if self.stop_training:
-                    break
-            logs = {k: M.finish(k, *v) if k != "loss" else v[0] / max(v[1], 1) for k, v in sums.items()}
-            if val is not None:
-                vlogs = self.evaluate(val[0], val[1], batch_size=batch_size, lengths=val[2], verbose=0,
-                                      return_dict=True)
-                logs.update({f"val_{k}": v for k, v in vlogs.items()})
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
-            if verbose:
-                msg = " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
-                end = "\n"
-                prefix = "\r" if verbose == 1 and sys.stdout.isatty() else ""
-                print(f"{prefix}Epoch {epoch + 1}/{epochs} - {time.time() - t0:.1f}s - {msg}", end=end,
-                      flush=True)
-            if self.stop_training:
-                break
-        for cb in cbs:
-            cb.on_train_end({})
-        return history
-
-    def _progress(self, epoch, epochs, b, nb, sums, t0) -> None:
-        if not sys.stdout.isatty():
-            return
-        width = 20
-        done = int(width * b / nb)
-        loss = sums["loss"][0] / max(sums["loss"][1], 1)
-        print(f"\rEpoch {epoch + 1}/{epochs} [{'=' * done}{'.' * (width - done)}] {b}/{nb} "
-              f"- {time.time() - t0:.1f}s - loss: {loss:.4g}", end="", flush=True)
-
-    def _backward_and_step(self, loss: torch.Tensor, cbs) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        total = loss
-        reg = self.regularization_loss()
-        if reg is not None:
-            total = total + reg
-        total.backward()
-        self.skip_step = False
-        logs = {"loss": float(loss.detach())}
-        for cb in cbs:
-            cb.on_backward_end(self.global_step, logs)
-        if not self.skip_step:
-            self.last_grad_norm = self.clip_gradients()
-            self.optimizer.step()
-        self.global_step += 1
-
-    def _train_step(self, xb, yb, lb, cbs):
-        loss, out, yb, mask = self._loss(xb, yb, lb, checked=True)
-        self._backward_and_step(loss, cbs)
-        return float(loss.detach()), out, yb, mask
-
-    def _tbptt_step(self, xb, yb, lb, k, cbs):
-        """Truncated BPTT over one batch: chunks of k steps, states carried but detached."""
-        if lb is not None:
-            raise InputError("tbptt: variable-length sequences (lengths/mask) are not supported with "
-                             "truncated BPTT; pad to equal length or leave tbptt unset")
-        rec = self.recurrent_layers()
-        saved = [(r.stateful, r._states) for r in rec]
-        per_step = yb.dim() >= 2 and yb.shape[1] == xb.shape[1] and self.layers[-1] is not None \
-            and any(getattr(r, "return_sequences", False) for r in rec[-1:])
-        try:
-            for r in rec:
-                r.stateful, r._states = True, None
-            steps = xb.shape[1]
-            buf, last_out, loss_sum, weight = None, None, 0.0, 0
-            for start in range(0, steps, k):
-                xc = xb[:, start:start + k]
-                last = start + k >= steps
-                if per_step:
-                    loss, out, yc, _ = self._loss(xc, yb[:, start:start + k], None, checked=True)
-                    self._backward_and_step(loss, cbs)
-                    if buf is None:  # one buffer for the whole sequence: no growth from concatenation
-                        buf = out.new_empty((out.shape[0], steps) + tuple(out.shape[2:]))
-                    buf[:, start:start + xc.shape[1]] = out.detach()
-                    loss_sum += float(loss.detach()) * xc.shape[1]
-                    weight += xc.shape[1]
-                elif last:
-                    loss, out, yc, _ = self._loss(xc, yb, None, checked=True)
-                    self._backward_and_step(loss, cbs)
-                    last_out = out.detach()
-                    loss_sum, weight = float(loss.detach()), 1
-                else:
-                    with torch.no_grad():
-                        self(xc)
-            out = buf if per_step else last_out
-            return loss_sum / weight, out, yb, None
-        finally:
-            for r, (st, states) in zip(rec, saved):
-                r.stateful, r._states = st, states
+        return x, y
 
     # --- evaluate / predict -------------------------------------------------------------------
     def evaluate(self, x, y, batch_size: int = 32, lengths=None, verbose: int = 0, return_dict: bool = False):
         """Loss and metrics on ``(x, y)`` without updating anything."""
-        x, y, lengths = self._check_xy(x, y, lengths)
+        x, y, lengths = self.check_inputs(x, y, lengths)
         if self.loss_name is None:
             raise RuntimeError("model: call compile(loss=..., optimizer=...) before evaluate")
         self.build(x, lengths)
@@ -439,21 +343,21 @@ class Sequential(nn.Module):
             x = x.to(self._dtype())
         was = self.training
         self.eval()
-        sums = {"loss": [0.0, 0.0]} | {m: [0.0, 0.0] for m in self.metric_names}
+        sums = fresh_sums(self.metric_names)
         with torch.no_grad():
             for i in range(0, x.shape[0], batch_size):
                 xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
                 lb = None if lengths is None else lengths[i:i + batch_size]
-                loss, out, yb, mask = self._loss(xb, yb, lb)
+                terms = self.loss_terms(xb, yb, lb)
                 n = float(xb.shape[0])
-                sums["loss"][0] += float(loss) * n
+                sums["loss"][0] += float(terms.loss) * n
                 sums["loss"][1] += n
                 for m in self.metric_names:
-                    s, c = M.batch_sums(m, self.loss_name, out, yb, mask)
+                    s, c = M.batch_sums(m, self.loss_name, terms.output, terms.target, terms.mask)
                     sums[m][0] += s
                     sums[m][1] += c
         self.train(was)
-        res = {k: (v[0] / max(v[1], 1) if k == "loss" else M.finish(k, *v)) for k, v in sums.items()}
+        res = epoch_logs(sums)
         if verbose:
             print(" - ".join(f"{k}: {v:.4g}" for k, v in res.items()))
         if return_dict:
@@ -462,7 +366,7 @@ class Sequential(nn.Module):
 
     def predict(self, x, batch_size: int = 32, lengths=None) -> np.ndarray:
         """Model outputs (probabilities for softmax/sigmoid heads) as a NumPy array."""
-        x, _, lengths = self._check_xy(x, None, lengths)
+        x, _, lengths = self.check_inputs(x, None, lengths)
         self.build(x, lengths)
         device = self._device()
         if x.is_floating_point() and x.dtype != self._dtype():

@@ -1,0 +1,247 @@
+"""``RunDir``: the one place that knows the file names of a run directory and writes its files.
+
+A run directory written by ``lstmlab train``::
+
+    config.resolved.toml / .json   the config with every default (and data-derived size) filled in
+    data_meta.json                 what the data loader said (kind, classes, scaler, baseline, ...)
+    vocab.json                     token list of text data (``lstmlab generate`` finds it here)
+    checkpoints/last.lstmlab       weights + optimizer + training state, written atomically each epoch
+                                   (and every ``train.checkpoint_every`` steps, mid-epoch)
+    checkpoints/best.lstmlab       the best epoch by ``train.checkpoint_monitor``
+    checkpoints/state.json         the training state of the last checkpoint (epoch, batch, RNG, ...)
+    metrics.jsonl                  one JSON object per epoch
+    gradient_health.jsonl          GradientMonitor records and events
+    tb/                            TensorBoard events
+    model.lstmlab                  the final model
+    result.json                    the final JSON line of the run
+    report.html                    the self-contained report (``lstmlab report``)
+    diagnostics/                   ``lstmlab diagnose RUN_DIR``: gradients.png / .svg, report.json
+
+``lstmlab tune`` adds ``tune.json``, ``study.db``, ``trials/NNNN/`` (one run directory per trial,
+with its ``config.toml`` and ``train.log``), ``trials.csv``, ``trials.md``, ``best.toml``,
+``best.json`` and figures; ``lstmlab demo`` writes ``results.json``, ``index.html``, one
+``NAME.lstmlab`` and ``diagnose_NAME.json`` per model and figures.
+
+Every write goes through :func:`lstmlab.run.files.atomic_write` (JSON lines are appended).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import files
+
+__all__ = ["RunDir", "RunDirError"]
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked (exists without --resume, config changed, ...)."""
+
+
+class RunDir:
+    """The paths of one run directory and the only writer of its files."""
+
+    CHECKPOINTS = "checkpoints"
+    LAST = "last.lstmlab"
+    BEST = "best.lstmlab"
+    STATE = "state.json"
+    CONFIG_JSON = "config.resolved.json"
+    CONFIG_TOML = "config.resolved.toml"
+    DATA_META = "data_meta.json"
+    VOCAB = "vocab.json"
+    METRICS = "metrics.jsonl"
+    HEALTH = "gradient_health.jsonl"
+    EVENTS = "events.jsonl"
+    TENSORBOARD = "tb"
+    MODEL = "model.lstmlab"
+    MODEL_SUFFIX = ".lstmlab"
+    RESULT = "result.json"
+    DEMO_RESULT = "results.json"
+    DEMO_PAGE = "index.html"
+    REPORT = "report.html"
+    DIAGNOSTICS = "diagnostics"
+    DIAGNOSE_JSON = "report.json"
+    DIAGNOSE_FIGURES = ("gradients.png", "gradients.svg")
+    DIAGNOSE_GLOB = "diagnose*.json"
+    TUNE = "tune.json"
+    STUDY_DB = "study.db"
+    TRIALS = "trials"
+    TRIALS_CSV = "trials.csv"
+    TRIALS_MD = "trials.md"
+    BEST_TOML = "best.toml"
+    BEST_JSON = "best.json"
+    TRIAL_CONFIG = "config.toml"
+    TRAIN_LOG = "train.log"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.root = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.root)
+
+    # --- paths -----------------------------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        """``root / name`` (a figure or another file the caller names through a constant here)."""
+        return self.root / name
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / self.CHECKPOINTS
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / self.LAST
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / self.BEST
+
+    @property
+    def state(self) -> Path:
+        return self.checkpoints / self.STATE
+
+    @property
+    def config_json(self) -> Path:
+        return self.root / self.CONFIG_JSON
+
+    @property
+    def config_toml(self) -> Path:
+        return self.root / self.CONFIG_TOML
+
+    @property
+    def data_meta(self) -> Path:
+        return self.root / self.DATA_META
+
+    @property
+    def vocab(self) -> Path:
+        return self.root / self.VOCAB
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / self.METRICS
+
+    @property
+    def health(self) -> Path:
+        return self.root / self.HEALTH
+
+    @property
+    def events(self) -> Path:
+        return self.root / self.EVENTS
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / self.TENSORBOARD
+
+    @property
+    def model(self) -> Path:
+        return self.root / self.MODEL
+
+    @property
+    def result(self) -> Path:
+        return self.root / self.RESULT
+
+    @property
+    def demo_result(self) -> Path:
+        return self.root / self.DEMO_RESULT
+
+    @property
+    def report(self) -> Path:
+        return self.root / self.REPORT
+
+    @property
+    def diagnostics(self) -> Path:
+        return self.root / self.DIAGNOSTICS
+
+    @property
+    def tune(self) -> Path:
+        return self.root / self.TUNE
+
+    @property
+    def study_db(self) -> Path:
+        return self.root / self.STUDY_DB
+
+    @property
+    def trials(self) -> Path:
+        return self.root / self.TRIALS
+
+    def trial(self, number: int) -> RunDir:
+        """The run directory of trial ``number`` of a study (``trials/NNNN``)."""
+        return RunDir(self.trials / f"{int(number):04d}")
+
+    def named_model(self, name: str) -> Path:
+        """``NAME.lstmlab`` (the demo keeps one model per name)."""
+        return self.root / f"{name}{self.MODEL_SUFFIX}"
+
+    def diagnose_json(self, name: str) -> Path:
+        """``diagnose_NAME.json`` (the demo's before/after diagnoses of one model)."""
+        return self.root / f"diagnose_{name}.json"
+
+    def model_files(self) -> list[Path]:
+        """Every ``*.lstmlab`` file at the top of the run directory, sorted by name."""
+        return sorted(self.root.glob(f"*{self.MODEL_SUFFIX}"))
+
+    def diagnose_files(self) -> list[Path]:
+        return sorted(self.root.glob(self.DIAGNOSE_GLOB))
+
+    def model_candidates(self) -> tuple[Path, Path, Path]:
+        """Where a run keeps a model, in order of preference: final, best, last checkpoint."""
+        return self.model, self.best, self.last
+
+    # --- state of the directory ------------------------------------------------------------------
+    def has_run(self) -> bool:
+        """Whether a training run has checkpointed here (what ``--resume`` continues)."""
+        return self.last.exists() or self.state.exists()
+
+    def prepare(self) -> None:
+        """Create the directory and ``checkpoints/``; remove what writes cut short by a crash left."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.checkpoints.mkdir(exist_ok=True)
+        for stale in [*self.root.glob(files.TMP_GLOB), *self.checkpoints.glob(files.TMP_GLOB)]:
+            stale.unlink(missing_ok=True)
+
+    def reset_logs(self) -> None:
+        """Empty ``metrics.jsonl`` and ``gradient_health.jsonl`` for a fresh run."""
+        for path in (self.metrics, self.health):
+            path.unlink(missing_ok=True)
+            files.atomic_write(path, b"")
+
+    # --- writes ----------------------------------------------------------------------------------
+    def write_bytes(self, path: str | os.PathLike, data: bytes) -> Path:
+        return files.atomic_write(path, data)
+
+    def write_text(self, path: str | os.PathLike, text: str) -> Path:
+        return files.atomic_write(path, text)
+
+    def write_json(self, path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Path:
+        """JSON (non-finite floats as null), atomically."""
+        return files.atomic_write(path, files.to_json(obj, indent))
+
+    def save_figure(self, fig, path: str | os.PathLike, **kwargs: Any) -> Path:
+        """A matplotlib figure, rendered in memory and written atomically (format from the suffix)."""
+        buf = io.BytesIO()
+        fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png", **kwargs)
+        return files.atomic_write(path, buf.getvalue())
+
+    def append(self, path: str | os.PathLike, obj: dict) -> None:
+        """One JSON line appended to ``metrics.jsonl`` / ``gradient_health.jsonl``."""
+        files.append_jsonl(path, obj)
+
+    def keep(self, path: str | os.PathLike, keep: Callable[[dict], bool]) -> None:
+        """Drop the JSON lines of ``path`` that ``keep`` rejects (a resume forgets what it re-runs)."""
+        files.keep_jsonl(path, keep)
+
+    # --- reads -----------------------------------------------------------------------------------
+    @staticmethod
+    def read_json(path: str | os.PathLike) -> Any:
+        return files.read_json(path)
+
+    @staticmethod
+    def read_jsonl(path: str | os.PathLike) -> list[dict]:
+        return files.read_jsonl(path)

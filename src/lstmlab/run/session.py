@@ -1,0 +1,267 @@
+"""``lstmlab.run.train(config, run_dir)``: run a config into a resumable run directory.
+
+The steps: :func:`lstmlab.run.setup.setup` (config -> data -> model, every check before
+anything is written), the run directory (rank 0), the training state (fresh or read back from
+``checkpoints/last.lstmlab``), the callbacks (gradient monitor, divergence guard, early stopping,
+best-model checkpoint, recorder, run checkpoint) around :class:`lstmlab.training.Loop`, and the
+final model and metrics.
+
+``--resume`` continues from ``checkpoints/last.lstmlab`` (epoch and batch position, optimizer
+state, RNG states, the epoch's running sums): on CPU a run killed at any moment and resumed ends
+with bit-identical weights.  Each epoch's sample order comes from ``(seed, epoch)``.  A
+non-finite loss stops the run without touching the last good checkpoint.  The result (also the
+last line ``lstmlab train`` prints) holds the final validation and test metrics.
+
+Under ``torchrun`` each rank runs this; see :mod:`lstmlab.distributed` (the global batch is
+``batch_size * WORLD_SIZE``; only rank 0 writes the run directory).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .. import distributed
+from ..callbacks import EarlyStopping, StopOnDivergence, finite_weights
+from ..config import dumps_toml
+from ..training.loop import Loop, Position
+from .checkpoint import (STATE_VERSION, Parts, RunCheckpoint, model_bytes, rank_seed, read_checkpoint,
+                         seed_everything, set_rng_state)
+from .recorder import Recorder, open_tensorboard
+from .rundir import RunDir
+from .setup import Setup, load_weights, setup, tensors
+
+__all__ = ["train", "TrainResult"]
+
+
+class TrainResult(dict):
+    """The final JSON object (also returned by :func:`train`)."""
+
+
+def train(config: str | os.PathLike | None, run_dir: str | os.PathLike, resume: bool = False,
+          out=print) -> TrainResult:
+    """Train the config into ``run_dir`` (see the module doc); return the final metrics.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank calls this; see :mod:`lstmlab.distributed`."""
+    ctx = distributed.from_env()
+    try:
+        if ctx.main:
+            return _train(ctx, config, RunDir(run_dir), resume, out)
+        with warnings.catch_warnings():  # rank 0 speaks for the job
+            warnings.simplefilter("ignore")
+            return _train(ctx, config, RunDir(run_dir), resume, lambda *a, **k: None)
+    finally:
+        ctx.close()
+
+
+def _train(ctx, config, rd: RunDir, resume: bool, out) -> TrainResult:
+    try:
+        su: Setup | None = setup(ctx, config, rd, resume)
+        err = None
+    except Exception as exc:  # noqa: BLE001 - every rank must learn that one rank gave up
+        su, err = None, exc
+    err = ctx.agree(err)
+    if err is not None:
+        raise err
+    assert su is not None
+    if ctx.main:
+        _write_run_files(rd, su)
+    state = _initial_state(su.cfg["train"])
+    if resume:
+        _resume(ctx, rd, su, state)
+    else:
+        _fresh(ctx, rd, su)
+    start = _start(state, su.cfg["train"]["batch_size"] * ctx.world)
+    _fit(ctx, rd, su, state, start, resume, out)
+    return _finish(ctx, rd, su, state)
+
+
+def _write_run_files(rd: RunDir, su: Setup) -> None:
+    """The run directory and what the run is: resolved config, data meta, vocabulary."""
+    cfg, meta = su.cfg, su.splits.meta
+    rd.prepare()
+    rd.write_json(rd.config_json, cfg)
+    rd.write_text(rd.config_toml, dumps_toml(cfg, header=f"resolved from {su.config_path} by lstmlab train; "
+                                                         "None values omitted"))
+    rd.write_json(rd.data_meta, {k: v for k, v in su.splits.meta_dict().items() if k not in ("vocab", "times")})
+    vocab = meta.get("vocab")
+    if vocab is not None:
+        rd.write_json(rd.vocab, {"tokens": list(vocab), "char_level": bool(vocab.char_level),
+                                 "kind": meta.get("kind"), "seq_len": meta.get("seq_len"),
+                                 "max_len": meta.get("max_len"), "source": meta.get("source")})
+
+
+def _initial_state(t: dict) -> dict[str, Any]:
+    return {"version": STATE_VERSION, "epoch": 0, "global_step": 0, "best": None, "best_epoch": None, "wait": 0,
+            "status": "running", "monitor": t["checkpoint_monitor"], "time_s": 0.0, "batch": 0}
+
+
+def _fresh(ctx, rd: RunDir, su: Setup) -> None:
+    ctx.broadcast_params(su.model)
+    if ctx.enabled:  # dropout masks differ between ranks; the data order does not
+        seed_everything(rank_seed(su.cfg["train"]["seed"], ctx.rank))
+    if ctx.main:
+        rd.reset_logs()
+
+
+def _resume(ctx, rd: RunDir, su: Setup, state: dict) -> None:
+    """The state of the last checkpoint on every rank: weights, optimizer, RNG, step; the logs cut
+    back to what that checkpoint had seen."""
+    model, t = su.model, su.cfg["train"]
+    weights, opt_state, saved = ctx.broadcast(su.checkpoint)
+    if not ctx.main:
+        load_weights(model, weights, opt_state, t, rd.last)
+    state.update(saved)
+    model.global_step = int(state.get("global_step", 0))
+    ranks = state.get("rng_ranks")
+    if ctx.enabled and isinstance(ranks, list) and len(ranks) == ctx.world:
+        set_rng_state(ranks[ctx.rank])
+    elif state.get("rng") and ctx.main:
+        set_rng_state(state["rng"])
+    elif ctx.enabled:  # resumed on another number of ranks: fresh per-rank streams
+        seed_everything(rank_seed(t["seed"] + model.global_step, ctx.rank))
+    state.pop("rng_ranks", None)
+    done, gs = int(state["epoch"]), model.global_step
+    if ctx.main:
+        rd.keep(rd.metrics, lambda r: int(r.get("epoch", 0)) <= done)
+        rd.keep(rd.health, lambda r: int(r["step"]) < gs if isinstance(r.get("step"), int)
+                else int(r.get("epoch", 0)) <= done)
+    if state.get("status") == "diverged":
+        state["status"] = "running"
+
+
+def _start(state: dict, global_batch: int) -> Position:
+    """Where the loop starts; a checkpoint from another global batch size continues approximately."""
+    start, batch = int(state["epoch"]), int(state.get("batch") or 0)
+    sums = state.get("epoch_sums") if batch else None
+    if batch and state.get("global_batch") and int(state["global_batch"]) != global_batch:
+        done_samples = batch * int(state["global_batch"])
+        batch = done_samples // global_batch  # re-runs at most one global batch's worth of samples
+        warnings.warn(f"the checkpoint is {done_samples} samples into epoch {start + 1} with global batches of "
+                      f"{state['global_batch']}; now {global_batch} (batch_size x ranks): continuing at batch "
+                      f"{batch}, which is not an exact replay", stacklevel=2)
+    return Position(start, batch, sums)
+
+
+def _callbacks(ctx, rd: RunDir, su: Setup, state: dict, strategy, writer, out, carry_s: float) -> list:
+    """The callbacks of ``lstmlab train``, in the order their ``on_epoch_end`` must run: the guard
+    and the early stopping decide, the best-model checkpoint asks for a save, the recorder writes
+    the rows, the run checkpoint writes the state and the checkpoints."""
+    t = su.cfg["train"]
+    es, monitor = t["early_stopping"], t["checkpoint_monitor"]
+    min_delta = 0.0 if es is None else es["min_delta"]
+    guard = StopOnDivergence()
+    stopper = EarlyStopping(monitor, patience=None if es is None else es["patience"], min_delta=min_delta)
+    recorder = Recorder(rd, state, epochs=t["epochs"], monitor_name=monitor, guard=guard, stopper=stopper,
+                        writer=writer, out=out, verbose=t.get("verbose", 1), main=ctx.main, carry_s=carry_s)
+    keep = RunCheckpoint(state, Parts(rd, ctx, strategy, stopper, guard, recorder, su.monitor, t["epochs"],
+                                      t.get("checkpoint_every"), t["batch_size"] * ctx.world))
+    best = keep.best_checkpoint(monitor, min_delta)
+    return [cb for cb in (su.monitor, guard, stopper, best, recorder, keep) if cb is not None]
+
+
+def _fit(ctx, rd: RunDir, su: Setup, state: dict, start: Position, resume: bool, out) -> None:
+    t = su.cfg["train"]
+    model = su.model
+    writer = open_tensorboard(rd.tensorboard, purge_step=start.epoch + 1 if resume else None) if ctx.main else None
+    if t.get("verbose", 1):
+        out(su.splits.summary(), flush=True)
+        where = (f"resuming in epoch {start.epoch + 1} after batch {start.batch} (step {model.global_step})"
+                 if start.batch else f"resuming after epoch {start.epoch}") if resume else "starting"
+        par = f"; {ctx.world} ranks, global batch {t['batch_size'] * ctx.world}" if ctx.enabled else ""
+        out(f"model: {sum(p.numel() for p in model.parameters()):,} parameters; run dir {rd.root}; "
+            + where + par, flush=True)
+    if start.epoch >= t["epochs"] or state.get("status") == "early_stopped":
+        if writer is not None:
+            writer.close()
+            if t.get("verbose", 1):
+                out(f"nothing to train: the run already finished after epoch {start.epoch} ({state.get('status')})")
+        return
+    strategy = distributed.DataParallel(ctx, t["seed"], t["shuffle"])
+    carry_s = float(state.get("partial_time_s") or 0.0) if start.batch else 0.0
+    cbs = _callbacks(ctx, rd, su, state, strategy, writer, out, carry_s)
+    if not ctx.main:
+        start.sums = None  # rank 0 carries the partial epoch's sums; the reduction adds the others' zeros
+    try:
+        Loop(model, cbs, strategy, tbptt=t["tbptt"], checkpoint=cbs[-1]).run(
+            su.x, su.y, su.lengths, su.val, epochs=t["epochs"], batch_size=t["batch_size"], start=start)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _result(ctx, rd: RunDir, su: Setup, state: dict) -> TrainResult:
+    t = su.cfg["train"]
+    status = state.get("status", "completed")
+    if status == "running":
+        status = state["status"] = "completed" if state["epoch"] >= t["epochs"] else "stopped"
+    result = TrainResult({"run_dir": str(rd.root), "status": status, "epochs": state["epoch"],
+                          "best_epoch": state.get("best_epoch"), "monitor": t["checkpoint_monitor"],
+                          "best": state.get("best"), "val": None, "test": None,
+                          "baseline": _baseline(su.splits.meta), "time_s": round(state.get("time_s", 0.0), 2)})
+    if status == "diverged":
+        result["diverged_epoch"] = state.get("diverged_epoch")
+    if ctx.enabled:
+        result["world_size"] = ctx.world
+    return result
+
+
+def _finish(ctx, rd: RunDir, su: Setup, state: dict) -> TrainResult:
+    """Rank 0: the final model (last good / best checkpoint when asked), state, metrics, result."""
+    result = _result(ctx, rd, su, state)
+    if not ctx.main:
+        ctx.barrier()
+        return result
+    model, t = su.model, su.cfg["train"]
+    if result["status"] == "diverged" and rd.last.exists():
+        model.load_state_dict(read_checkpoint(rd.last)[0])
+    elif t["early_stopping"] is not None and t["early_stopping"]["restore_best_weights"] and rd.best.exists():
+        model.load_state_dict(read_checkpoint(rd.best)[0])
+    finite = finite_weights(model)
+    if finite:
+        rd.write_bytes(rd.model, model_bytes(model))
+    rd.write_json(rd.state, {k: v for k, v in state.items() if not k.startswith("_")}, indent=None)
+    metrics = final_metrics(model, su.splits, t["batch_size"]) if finite else {}
+    result["val"], result["test"] = metrics.get("val"), metrics.get("test")
+    rd.write_json(rd.result, result)
+    ctx.barrier()
+    return result
+
+
+def final_metrics(model, splits, batch_size: int) -> dict:
+    """Loss and metrics of the final model on the validation and test splits (None when empty);
+    bits per character for a language model, errors in the data's own units for scaled series."""
+    meta = splits.meta
+    out: dict[str, Any] = {}
+    for name in ("val", "test"):
+        part = getattr(splits, name)
+        if len(part) == 0:
+            out[name] = None
+            continue
+        x, y, lengths = tensors(part)
+        res = model.evaluate(x, y, batch_size=batch_size, lengths=lengths, return_dict=True)
+        if meta.get("kind") == "language_model":
+            res["bits_per_char"] = res["loss"] / math.log(2)
+        scaler = meta.get("scaler")
+        if meta.get("kind") == "regression" and scaler is not None and hasattr(scaler, "inverse_transform") \
+                and getattr(scaler, "method", "none") != "none":
+            pred = scaler.inverse_transform(model.predict(x, batch_size=batch_size, lengths=lengths))
+            true = scaler.inverse_transform(part.y)
+            res["rmse_original_units"] = float(np.sqrt(np.mean((pred - true) ** 2)))
+            res["mae_original_units"] = float(np.mean(np.abs(pred - true)))
+        out[name] = res
+    return out
+
+
+def _baseline(meta: dict) -> dict | None:
+    b = meta.get("baseline")
+    if not isinstance(b, dict):
+        return None
+    b = {k: v for k, v in b.items() if isinstance(v, (int, float, str)) and k != "note"}
+    if "persistence_test_mse" in b:
+        b["persistence_test_rmse"] = math.sqrt(b["persistence_test_mse"])
+    return b or None
