@@ -23,7 +23,7 @@ def big_grads(**compile_kw) -> ll.Sequential:
     model.compile(loss="mse", optimizer="sgd", **compile_kw)
     model.build(x)
     model.zero_grad()
-    (model._loss(x, y * 1000, None)[0]).backward()
+    model.compute_loss(x, y * 1000).backward()
     return model
 
 
@@ -49,7 +49,7 @@ def test_weight_decay_and_l2_regularizers():
     assert all(g["weight_decay"] == 1e-2 for g in model.optimizer.param_groups)
     before = float(torch.sqrt(sum(p.detach().pow(2).sum() for p in model.parameters())))
     model.zero_grad()
-    (model._loss(x, y, None)[0] * 0).backward()    # zero loss gradient: only the decay acts
+    (model.compute_loss(x, y) * 0).backward()    # zero loss gradient: only the decay acts
     model.optimizer.step()
     after = float(torch.sqrt(sum(p.detach().pow(2).sum() for p in model.parameters())))
     assert after == pytest.approx(before * (1 - 0.1 * 1e-2), rel=1e-5)

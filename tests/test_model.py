@@ -89,6 +89,28 @@ def test_per_step_targets_with_lengths_ignore_padding():
     assert model.evaluate(x, y2, lengths=lengths, return_dict=True)["loss"] == pytest.approx(res["loss"])
 
 
+def test_compute_loss_is_what_fit_optimises():
+    """The value against cross-entropy of the predicted probabilities over the valid steps; the
+    gradient against the update that one full-batch SGD step of ``fit`` makes."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8, 5, 2)).astype(np.float32)
+    y = rng.integers(0, 3, (8, 5))
+    lengths = np.array([5, 3, 2, 5, 1, 4, 5, 2])
+    model = ll.Sequential([ll.LSTM(4, return_sequences=True, seed=0), ll.Dense(3, activation="softmax", seed=1)])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=ll.SGD(0.1))
+    loss = model.compute_loss(x, y, lengths)
+    probs = model.predict(x, lengths=lengths)
+    mask = np.arange(5)[None] < lengths[:, None]
+    ce = -np.log(np.take_along_axis(probs, y[..., None], -1)[..., 0])
+    assert loss.item() == pytest.approx(ce[mask].mean(), rel=1e-5)
+    params = list(model.parameters())
+    grads = torch.autograd.grad(loss, params)
+    before = [p.detach().clone() for p in params]
+    model.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0, lengths=lengths)
+    for p, b, g in zip(params, before, grads):
+        torch.testing.assert_close(p.detach(), b - 0.1 * g)
+
+
 @pytest.mark.parametrize("opt", ["sgd", "adam", "adamw", "rmsprop", ll.SGD(0.05, momentum=0.9)])
 def test_optimizers_by_name_and_object_reduce_loss(opt):
     torch.manual_seed(0)

@@ -261,9 +261,16 @@ class Sequential(nn.Module):
     def compute_loss(self, x, y, lengths=None, *, loss: str | None = None) -> torch.Tensor:
         """The loss the training loop optimises on ``(x, y)`` (a scalar tensor with its graph): the
         compiled loss (or ``loss``), the logit rule of :meth:`loss_terms`, the mean over the
-        valid steps of a per-step output.  Weight regularization is not included
-        (:meth:`regularization_loss`)."""
+        valid steps of a per-step output.  Inputs are checked as ``fit`` checks them.  Weight
+        regularization is not included (:meth:`regularization_loss`)."""
+        x, y, lengths = self.check_inputs(x, y, lengths)
+        self.build(x, lengths)
+        x, y = self._in_dtype(x).to(self._device()), y.to(self._device())
         return self.loss_terms(x, y, lengths, loss=loss).loss
+
+    def _in_dtype(self, x: torch.Tensor) -> torch.Tensor:
+        """Float inputs in the dtype of the weights."""
+        return x.to(self._dtype()) if x.is_floating_point() and x.dtype != self._dtype() else x
 
     def clip_gradients(self) -> float:
         """Apply the compiled clipping; returns the global gradient norm before clipping."""
@@ -320,8 +327,7 @@ class Sequential(nn.Module):
         """What the training loop needs of a built model and checked inputs: ``x`` in the model's
         dtype, the optimizer, ``y`` checked and shaped against the output of a probe batch (so a
         wrong target fails with a clear error before any step)."""
-        if x.is_floating_point() and x.dtype != self._dtype():
-            x = x.to(self._dtype())
+        x = self._in_dtype(x)
         self._ensure_optimizer()
         with torch.no_grad():
             self.eval()
@@ -339,8 +345,7 @@ class Sequential(nn.Module):
             raise RuntimeError("model: call compile(loss=..., optimizer=...) before evaluate")
         self.build(x, lengths)
         device = self._device()
-        if x.is_floating_point() and x.dtype != self._dtype():
-            x = x.to(self._dtype())
+        x = self._in_dtype(x)
         was = self.training
         self.eval()
         sums = fresh_sums(self.metric_names)
@@ -369,8 +374,7 @@ class Sequential(nn.Module):
         x, _, lengths = self.check_inputs(x, None, lengths)
         self.build(x, lengths)
         device = self._device()
-        if x.is_floating_point() and x.dtype != self._dtype():
-            x = x.to(self._dtype())
+        x = self._in_dtype(x)
         was = self.training
         self.eval()
         outs = []

@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import losses as L
 from ..engine.taps import StepTaps
-from ..layers import Bidirectional, Dense, RNNLayer
+from ..layers import Bidirectional, RNNLayer
 from ..validation import InputError, as_tensor, check_lengths
 from . import detectors, remedies
 from .report import GradientReport
@@ -308,7 +308,9 @@ def judge(report: GradientReport, model: nn.Module | None, dirs: list[Direction]
 # diagnose
 # ---------------------------------------------------------------------------------------------
 class _Loss:
-    """The loss to differentiate: a compiled / named lstmlab loss or a callable (output, y) -> scalar."""
+    """The loss to differentiate.  An lstmlab model computes its own (``Sequential.loss_terms``:
+    the compiled or named loss, the logit rule of softmax/sigmoid heads, the step mask); a
+    callable ``(output, y) -> scalar`` or a plain torch module with a loss name is handled here."""
 
     def __init__(self, model: nn.Module, loss) -> None:
         self.model, self.fn, self.name = model, None, None
@@ -323,44 +325,42 @@ class _Loss:
             self.fn = loss
         else:
             raise ValueError(f"loss: expected None, a loss name or a callable, got {type(loss).__name__}")
-        self.logits = False
-        if self.name is not None and hasattr(model, "layers") and len(model.layers):
-            last = model.layers[-1]
-            want = L.LOGIT_ACTIVATION.get(self.name)
-            self.logits = isinstance(last, Dense) and want is not None and last.activation == want
+        self.own = self.fn is None and hasattr(model, "loss_terms")
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None,
+                 lengths: torch.Tensor | None) -> tuple[torch.Tensor, tuple]:
+        """One forward pass: (the loss, what :meth:`end` and :meth:`has_time` read)."""
+        if self.own:
+            terms = self.model.loss_terms(x, y, lengths, loss=self.name)
+            return terms.loss, (terms.values,)
         m = self.model
-        if hasattr(m, "layers") and hasattr(m, "_step_mask"):
-            return m(x, lengths=lengths, logits=self.logits)
-        return m(x) if lengths is None else m(x, lengths=lengths)
-
-    def step_mask(self, out: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor | None:
-        if out.dim() != 3:
-            return None
-        if hasattr(self.model, "_step_mask"):
-            return self.model._step_mask(out)
-        if lengths is not None and out.shape[1] >= int(lengths.max()):
-            return torch.arange(out.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
-        return None
-
-    def target(self, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        return L.prepare_target(self.name, y, tuple(out.shape)) if self.name is not None else y
-
-    def total(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        out = m(x) if lengths is None else m(x, lengths=lengths)
         if self.fn is not None:
-            return self.fn(out, y)
-        return L.reduce(L.elementwise(self.name, out, y, self.logits), mask)
+            return self.fn(out, y), (out, y)
+        y = L.prepare_target(self.name, y, tuple(out.shape))
+        mask = None
+        if out.dim() == 3 and lengths is not None and out.shape[1] >= int(lengths.max()):
+            mask = torch.arange(out.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+        return L.compute(self.name, out, y, step_mask=mask), (out, y)
 
-    def end(self, out: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor | None:
+    @staticmethod
+    def has_time(seen: tuple) -> bool:
+        """Whether the output has a time axis (the loss reads every step)."""
+        return seen[0].dim() == (2 if len(seen) == 1 else 3)
+
+    def end(self, seen: tuple, idx: torch.Tensor) -> torch.Tensor | None:
         """Loss of one step per example (``idx`` (B,)), when the output has a time axis."""
-        rows = torch.arange(out.shape[0], device=out.device)
-        idx = idx.to(out.device)
+        first = seen[0]
+        rows = torch.arange(first.shape[0], device=first.device)
+        idx = idx.to(first.device)
+        if len(seen) == 1:  # the model's per-step loss values
+            return first[rows, idx].mean() if first.dim() == 2 else None
+        out, y = seen
         if self.fn is not None:
             if not isinstance(y, torch.Tensor) or y.dim() < 2 or y.shape[:2] != out.shape[:2]:
                 return None
             return self.fn(out[rows, idx].unsqueeze(1), y[rows, idx].unsqueeze(1))
-        el = L.elementwise(self.name, out, y, self.logits)
+        el = L.elementwise(self.name, out, y, False)
         if el.dim() != 2:
             return None
         return el[rows, idx].mean()
@@ -479,7 +479,7 @@ def diagnose(model: nn.Module, x, y, loss=None, lengths=None,
             found: list = []
             hooks = _forward_hooks(model, dirs, found)
             try:
-                out = lossf.forward(xb, lb)
+                value, seen = lossf(xb, yb, lb)
             except InputError:
                 if not found:
                     raise
@@ -488,9 +488,6 @@ def diagnose(model: nn.Module, x, y, loss=None, lengths=None,
             finally:
                 for h in hooks:
                     h.remove()
-            yt = lossf.target(yb, out)
-            mask = lossf.step_mask(out, lb)
-            value = lossf.total(out, yt, mask)
             total = value
             reg = model.regularization_loss() if hasattr(model, "regularization_loss") else None
             if reg is not None:
@@ -499,7 +496,7 @@ def diagnose(model: nn.Module, x, y, loss=None, lengths=None,
                 total.backward()
             report_loss = float(value.detach())
             full = build_report(model, loss=report_loss, forward_nonfinite=found[0] if found else None)
-            last_step = _end_profiles(model, dirs, lossf, xb, yt, lb, saved) if out.dim() == 3 else {}
+            last_step = _end_profiles(model, dirs, lossf, xb, yb, lb, saved) if lossf.has_time(seen) else {}
         if last_step:
             full.last_step = last_step
             judge(full, model, dirs)
@@ -508,7 +505,7 @@ def diagnose(model: nn.Module, x, y, loss=None, lengths=None,
         saved.restore()
 
 
-def _end_profiles(model: nn.Module, dirs: list[Direction], lossf: _Loss, xb: torch.Tensor, yt: torch.Tensor,
+def _end_profiles(model: nn.Module, dirs: list[Direction], lossf: _Loss, xb: torch.Tensor, yb: torch.Tensor,
                   lb: torch.Tensor | None, saved: _Saved) -> dict:
     """Profiles of the loss at the end of the sequence alone (one extra forward/backward per end).
 
@@ -525,14 +522,15 @@ def _end_profiles(model: nn.Module, dirs: list[Direction], lossf: _Loss, xb: tor
         saved.reset_states()
         for p in model.parameters():
             p.grad = None
-        out = lossf.forward(xb, lb)
-        if out.dim() != 3:
+        _, seen = lossf(xb, yb, lb)
+        if not lossf.has_time(seen):
             return {}
+        steps = seen[0].shape[1]
         if which == "first":
             idx = torch.zeros(batch, dtype=torch.long)
         else:
-            idx = (lb - 1) if lb is not None else torch.full((batch,), out.shape[1] - 1, dtype=torch.long)
-        end = lossf.end(out, yt, idx)
+            idx = (lb - 1) if lb is not None else torch.full((batch,), steps - 1, dtype=torch.long)
+        end = lossf.end(seen, idx)
         if end is None or not end.requires_grad:
             return {}
         end.backward()
@@ -541,5 +539,3 @@ def _end_profiles(model: nn.Module, dirs: list[Direction], lossf: _Loss, xb: tor
             if taps is not None:
                 result[d.name] = {"dL_dh": _norms(taps.grad_h_sq), "dL_dc": _norms(taps.grad_c_sq)}
     return result
-
-

@@ -94,9 +94,9 @@ class Recorder(Callback):
         for rec in records:
             v = rec.get("verdict") if isinstance(rec, dict) else getattr(rec, "verdict", None)
             verdict = v or verdict
-        opt = self.model.optimizer
-        row = {"epoch": epoch + 1, **logs, "time_s": round(self.epoch_time, 3), "global_step": self.model.global_step,
-               "lr": opt.param_groups[0]["lr"] if opt else None, "grad_norm": getattr(self.model, "last_grad_norm", None)}
+        model, opt = self.model, self.model.optimizer
+        row = {"epoch": epoch + 1, **logs, "time_s": round(self.epoch_time, 3), "global_step": model.global_step,
+               "lr": opt.param_groups[0]["lr"] if opt else None, "grad_norm": getattr(model, "last_grad_norm", None)}
         if verdict:
             row["gradient_verdict"] = verdict
         if self.guard.diverged_epoch == epoch:

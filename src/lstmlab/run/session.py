@@ -29,8 +29,16 @@ from .. import distributed
 from ..callbacks import EarlyStopping, StopOnDivergence, finite_weights
 from ..config import dumps_toml
 from ..training.loop import Loop, Position
-from .checkpoint import (STATE_VERSION, Parts, RunCheckpoint, model_bytes, rank_seed, read_checkpoint,
-                         seed_everything, set_rng_state)
+from .checkpoint import (
+    STATE_VERSION,
+    Parts,
+    RunCheckpoint,
+    model_bytes,
+    rank_seed,
+    read_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
 from .recorder import Recorder, open_tensorboard
 from .rundir import RunDir
 from .setup import Setup, load_weights, setup, tensors
