@@ -76,6 +76,10 @@ class RunDir:
     BEST_JSON = "best.json"
     TRIAL_CONFIG = "config.toml"
     TRAIN_LOG = "train.log"
+    TUNE_HISTORY = "history.png"
+    TUNE_IMPORTANCE = "importance.png"
+    TUNE_HEALTH = "health.png"
+    DEMO_FIGURES = ("loss_curves.png", "gradient_flow.png", "gradient_decay.png")
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.root = Path(path)

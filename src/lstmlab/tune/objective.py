@@ -10,7 +10,6 @@ report: ``outcome`` (complete | pruned | diverged | error | skipped | interrupte
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, dumps_toml, suggest, validate
+from ..run import RunDir
+from ..run.session import train
 from .space import TuneSpec, short_names
 from .storage import ledger, mark_started, retry_callback, worker_id
 
@@ -38,24 +39,12 @@ class TrialError(Exception):
 # ---------------------------------------------------------------------------------------------
 # reading a trial's run directory
 # ---------------------------------------------------------------------------------------------
-def _jsonl(path: Path) -> list[dict]:
-    rows = []
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-    return rows
-
-
 def health_summary(trial_dir: str | os.PathLike) -> dict:
     """The gradient-health verdicts of a run: the last one and how often each was given."""
-    trial_dir = Path(trial_dir)
-    verdicts = [r["verdict"] for r in _jsonl(trial_dir / "gradient_health.jsonl") if r.get("verdict")]
+    rd = RunDir(trial_dir)
+    verdicts = [r["verdict"] for r in rd.read_jsonl(rd.health) if r.get("verdict")]
     if not verdicts:
-        verdicts = [r["gradient_verdict"] for r in _jsonl(trial_dir / "metrics.jsonl")
-                    if r.get("gradient_verdict")]
+        verdicts = [r["gradient_verdict"] for r in rd.read_jsonl(rd.metrics) if r.get("gradient_verdict")]
     if not verdicts:
         return {"verdict": None, "counts": {}}
     return {"verdict": verdicts[-1], "counts": dict(Counter(verdicts))}
@@ -98,12 +87,12 @@ class EpochHook:
     """Stands in for ``train(out=...)``: logs the run's lines to ``train.log`` and, after each
     epoch (a new line in ``metrics.jsonl``), reports the metric to optuna and prunes."""
 
-    def __init__(self, trial, metric: str, trial_dir: Path, epochs: int, prune: bool) -> None:
+    def __init__(self, trial, metric: str, trial_dir: RunDir, epochs: int, prune: bool) -> None:
         self.trial, self.metric, self.trial_dir = trial, metric, trial_dir
         self.epochs, self.prune = epochs, prune
         self.seen = 0
         self.last: tuple[int, float] | None = None
-        self.log = open(trial_dir / "train.log", "a", encoding="utf-8")  # noqa: SIM115
+        self.log = open(trial_dir.path(trial_dir.TRAIN_LOG), "a", encoding="utf-8")  # noqa: SIM115
 
     def __call__(self, *args: Any, sep: str = " ", end: str = "\n", **_: Any) -> None:
         self.log.write(sep.join(str(a) for a in args) + end)
@@ -116,7 +105,7 @@ class EpochHook:
     def poll(self) -> None:
         import optuna
 
-        rows = _jsonl(self.trial_dir / "metrics.jsonl")
+        rows = self.trial_dir.read_jsonl(self.trial_dir.metrics)
         for row in rows[self.seen:]:
             epoch, v = int(row.get("epoch", 0)), row.get(self.metric)
             if not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -195,11 +184,10 @@ class TrialRunner:
     def _run(self, trial) -> float:
         import optuna
 
-        from ..train import train
-
         self._guard(trial)
         values = {p.key: p.suggest(trial, self.spec.grid) for p in self.spec.params}
-        trial_dir = self.run_dir / "trials" / f"{trial.number:04d}"
+        rd = RunDir(self.run_dir).trial(trial.number)
+        trial_dir = rd.root
         if trial_dir.exists():  # left from another study that used this run directory
             trial_dir.rename(trial_dir.with_name(f"{trial_dir.name}.old-{int(time.time())}"))
         trial_dir.mkdir(parents=True)
@@ -210,11 +198,10 @@ class TrialRunner:
         cfg = self.spec.config_for(values)
         run_cfg = copy.deepcopy(cfg)
         run_cfg.setdefault("train", {})["verbose"] = 1  # the per-epoch line drives the pruning hook
-        cfg_path = trial_dir / "config.toml"
-        cfg_path.write_text(dumps_toml(run_cfg, header=f"trial {trial.number} of lstmlab tune"),
-                            encoding="utf-8")
+        cfg_path = rd.write_text(rd.path(rd.TRIAL_CONFIG), dumps_toml(run_cfg, header=f"trial {trial.number} of "
+                                                                                      "lstmlab tune"))
         epochs = validate(copy.deepcopy(run_cfg), cfg_path)["train"]["epochs"]
-        hook = EpochHook(trial, self.spec.metric, trial_dir, epochs, self.spec.options["pruner"] != "none")
+        hook = EpochHook(trial, self.spec.metric, rd, epochs, self.spec.options["pruner"] != "none")
         t0 = time.time()
         try:
             with warnings.catch_warnings():  # a trial's warnings go to its train.log, not the console
@@ -231,7 +218,7 @@ class TrialRunner:
             raise TrialError(msg) from None
         finally:
             hook.close()
-        rows = _jsonl(trial_dir / "metrics.jsonl")
+        rows = rd.read_jsonl(rd.metrics)
         if result.get("status") == "diverged":
             epoch = result.get("diverged_epoch")
             self._finish(trial, trial_dir, "diverged", t0, hook, result=result,
@@ -252,7 +239,7 @@ class TrialRunner:
     def _finish(self, trial, trial_dir: Path, outcome: str, t0: float, hook: EpochHook,
                 result: dict | None = None, reason: str | None = None, error: str | None = None) -> None:
         health = health_summary(trial_dir)
-        rows = _jsonl(trial_dir / "metrics.jsonl")
+        rows = RunDir.read_jsonl(RunDir(trial_dir).metrics)
         attrs: dict[str, Any] = {"epochs": rows[-1].get("epoch") if rows else 0,
                                  "time_s": round(time.time() - t0, 2), "verdict": health["verdict"],
                                  "health": health["counts"], "reason": reason, "error": error}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import dumps_toml
+from ..run import RunDir
 from .objective import health_text
 from .space import TuneSpec, short_names
 from .storage import ledger
@@ -190,14 +191,20 @@ def _anova(trials, keys: list[str]) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 # figures
 # ---------------------------------------------------------------------------------------------
-def _figures(rows: list[dict], spec: TuneSpec, importance: tuple[str, dict], run_dir: Path) -> list[str]:
+def _figures(rows: list[dict], spec: TuneSpec, importance: tuple[str, dict], rd: RunDir) -> list[str]:
+    """Draw the three figures into the run directory; their file names."""
+    figs = {RunDir.TUNE_HISTORY: _history_figure(rows, spec), RunDir.TUNE_IMPORTANCE: _importance_figure(
+        importance, spec), RunDir.TUNE_HEALTH: _health_figure(rows, spec)}
+    return [rd.save_figure(fig, rd.path(name), dpi=110).name for name, fig in figs.items()]
+
+
+def _history_figure(rows: list[dict], spec: TuneSpec):
+    """Each trial's score by trial number, and the best so far."""
     from matplotlib.figure import Figure
 
-    written = []
     metric, sign = spec.metric, (1 if spec.direction == "minimize" else -1)
     by_number = sorted((r for r in rows if r["value"] is not None and math.isfinite(r["value"])),
                        key=lambda r: r["trial"])
-    # optimisation history
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
     done = [r for r in by_number if r["state"] == "complete"]
@@ -220,9 +227,13 @@ def _figures(rows: list[dict], spec: TuneSpec, importance: tuple[str, dict], run
     ax.set_title(f"optimisation history ({spec.options['sampler']}, {spec.direction} {metric})")
     if done or other:
         ax.legend(frameon=False)
-    fig.savefig(run_dir / "history.png", dpi=110)
-    written.append("history.png")
-    # parameter importance
+    return fig
+
+
+def _importance_figure(importance: tuple[str, dict], spec: TuneSpec):
+    """The parameters' importances for the metric."""
+    from matplotlib.figure import Figure
+
     method, imp = importance
     fig = Figure(figsize=(7, 0.6 + 0.45 * max(1, len(imp))), layout="constrained")
     ax = fig.add_subplot()
@@ -231,13 +242,18 @@ def _figures(rows: list[dict], spec: TuneSpec, importance: tuple[str, dict], run
         keys = list(imp)[::-1]
         ax.barh([names[k] for k in keys], [imp[k] for k in keys], color="#457b9d")
         ax.set_xlabel("importance")
-        ax.set_title(f"parameter importance ({method}, {metric})")
+        ax.set_title(f"parameter importance ({method}, {spec.metric})")
     else:
         ax.text(0.5, 0.5, "too few finished trials for importances", ha="center", va="center")
         ax.set_axis_off()
-    fig.savefig(run_dir / "importance.png", dpi=110)
-    written.append("importance.png")
-    # score next to gradient health
+    return fig
+
+
+def _health_figure(rows: list[dict], spec: TuneSpec):
+    """Each trial's score (ranked) coloured by its gradient-health verdict."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     ranked = [r for r in rows if r["value"] is not None and math.isfinite(r["value"])]
     fig = Figure(figsize=(max(6.0, 0.35 * len(ranked) + 2), 4), layout="constrained")
     ax = fig.add_subplot()
@@ -256,8 +272,6 @@ def _figures(rows: list[dict], spec: TuneSpec, importance: tuple[str, dict], run
                             xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
                             rotation=90, fontsize=7, color="#555555")
         ax.set_xticks(range(len(ranked)), [str(r["trial"]) for r in ranked], fontsize=8)
-        from matplotlib.patches import Patch
-
         seen = list(dict.fromkeys(r["verdict"] for r in ranked))
         handles = [Patch(color=VERDICT_COLOURS.get(v, VERDICT_COLOURS[None]), label=v or "no record")
                    for v in seen]
@@ -265,47 +279,43 @@ def _figures(rows: list[dict], spec: TuneSpec, importance: tuple[str, dict], run
             handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="pruned"))
         ax.legend(handles=handles, frameon=False, fontsize=8)
     ax.set_xlabel("trial (ranked)")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(spec.metric)
     ax.set_title("score and gradient-health verdict per trial")
-    fig.savefig(run_dir / "health.png", dpi=110)
-    written.append("health.png")
-    return written
+    return fig
 
 
 def write_report(study, spec: TuneSpec, run_dir: Path, figures: bool = True) -> dict:
     """Write the table, best config and figures; return a summary (also ``best.json``)."""
-    from ..train import write_json, write_text
-
-    run_dir = Path(run_dir)
+    rd = RunDir(run_dir)
     trials = study.get_trials(deepcopy=False)
     rows = trial_rows(trials, spec)
-    write_text(run_dir / "trials.csv", _csv(rows, spec))
+    rd.write_text(rd.path(rd.TRIALS_CSV), _csv(rows, spec))
     led = ledger(trials)
     title = (f"# lstmlab tune: study {study.study_name}\n\n{spec.options['sampler']} sampler, "
              f"{spec.direction} {spec.metric}; {len(led.finished)} finished trials"
              + (f", {len(led.skipped)} skipped (duplicate grid point or over budget)" if led.skipped else "")
              + "\n\n")
-    write_text(run_dir / "trials.md", title + markdown_table(rows, spec) + "\n")
+    rd.write_text(rd.path(rd.TRIALS_MD), title + markdown_table(rows, spec) + "\n")
     summary: dict[str, Any] = {"study": study.study_name, "metric": spec.metric, "direction": spec.direction,
                                "finished": len(led.finished), "running": len(led.running),
                                "waiting": len(led.waiting), "skipped": len(led.skipped),
                                "complete": sum(1 for r in rows if r["state"] == "complete"),
                                "pruned": sum(1 for r in rows if r["state"] in ("pruned", "diverged")),
                                "failed": sum(1 for r in rows if r["state"] == "error"),
-                               "best": None, "table": str(run_dir / "trials.md")}
+                               "best": None, "table": str(rd.path(rd.TRIALS_MD))}
     best = next((r for r in rows if r["rank"] == 1), None)
     if best is not None:
         cfg = best_config(spec, best["params"])
         header = (f"best of lstmlab tune study {study.study_name!r}: trial {best['trial']}, {spec.metric} = "
                   f"{best['value']!r}\nre-train: lstmlab train best.toml --run-dir RUN_DIR")
-        write_text(run_dir / "best.toml", dumps_toml(cfg, header=header))
+        rd.write_text(rd.path(rd.BEST_TOML), dumps_toml(cfg, header=header))
         summary["best"] = {"trial": best["trial"], "value": best["value"], "params": best["params"],
-                           "gradients": best["gradients"], "config": str(run_dir / "best.toml"),
+                           "gradients": best["gradients"], "config": str(rd.path(rd.BEST_TOML)),
                            "test": best.get("test")}
     importance = param_importances(study, spec)
     summary["importance"] = {"method": importance[0], "values": importance[1]}
     if figures:
-        summary["figures"] = _figures(rows, spec, importance, run_dir)
-    write_json(run_dir / "best.json", summary)
+        summary["figures"] = _figures(rows, spec, importance, rd)
+    rd.write_json(rd.path(rd.BEST_JSON), summary)
     summary["rows"] = rows
     return summary

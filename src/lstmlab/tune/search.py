@@ -15,10 +15,10 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..run import RunDir
 from .objective import Skipped, TrialError, TrialRunner
 from .report import format_table, write_report
 from .space import TuneSpec, load_tune
@@ -104,25 +104,17 @@ def _optuna_logging():
         optuna.logging.set_verbosity(level)
 
 
-def _claim_run_dir(run_dir: Path, url: str, name: str) -> None:
+def _claim_run_dir(rd: RunDir, url: str, name: str) -> None:
     """``tune.json`` ties a run directory to one study; refuse to mix two studies' trials."""
-    import json
-
-    from ..train import write_json
-
-    path = run_dir / "tune.json"
     mine = {"study": name, "storage": mask_url(url)}
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except (json.JSONDecodeError, OSError):
-            old = None
+    if rd.tune.exists():
+        old = rd.read_json(rd.tune)
         if isinstance(old, dict) and (old.get("study"), old.get("storage")) != (name, mine["storage"]):
-            raise ConfigError(f"--run-dir {run_dir}: holds trials of study {old.get('study')!r} "
+            raise ConfigError(f"--run-dir {rd.root}: holds trials of study {old.get('study')!r} "
                               f"({old.get('storage')}); choose another --run-dir or the same --study and "
                               "--storage")
         return
-    write_json(path, mine)
+    rd.write_json(rd.tune, mine)
 
 
 def tune(config: str | os.PathLike | dict, run_dir: str | os.PathLike, storage: str | None = None,
@@ -149,7 +141,8 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
         raise ConfigError(f"--n-trials: expected an integer >= 0, got {n_trials!r}")
     report_only = n_trials == 0
     spec = load_tune(config, {"n_trials": None if report_only else n_trials, "timeout": timeout, **options})
-    run_dir = Path(run_dir)
+    rd = RunDir(run_dir)
+    run_dir = rd.root
     run_dir.mkdir(parents=True, exist_ok=True)
     o = spec.options
     url = storage_url(storage or o["storage"], run_dir)
@@ -168,7 +161,7 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
         raise ConfigError(f"--study {name}: the study exists with direction {study.direction.name.lower()}, "
                           f"the config asks to {spec.direction}")
     check_study(study, spec.signature(), name)
-    _claim_run_dir(run_dir, url, name)
+    _claim_run_dir(rd, url, name)
     budget = spec.budget()
     led = ledger(study.get_trials(deepcopy=False))
     space = f"a grid of {spec.grid_size()}" if spec.grid else f"{len(spec.params)} parameters"
@@ -184,8 +177,8 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
     best = summary["best"]
     if best is not None:
         out(f"best: trial {best['trial']}, {spec.metric} {best['value']:.6g}, gradients {best['gradients']}; "
-            f"re-train with: lstmlab train {run_dir / 'best.toml'} --run-dir RUN_DIR")
-    written = ["trials.csv", "trials.md"] + (["best.toml"] if best is not None else []) + ["best.json"]
+            f"re-train with: lstmlab train {rd.path(rd.BEST_TOML)} --run-dir RUN_DIR")
+    written = [rd.TRIALS_CSV, rd.TRIALS_MD] + ([rd.BEST_TOML] if best is not None else []) + [rd.BEST_JSON]
     written += summary.get("figures", [])
     out(f"{summary['finished']} finished trials ({summary['complete']} complete, {summary['pruned']} pruned, "
         f"{summary['failed']} failed); written in {run_dir}: {', '.join(written)}")
@@ -218,7 +211,7 @@ def _work(study, runner: TrialRunner, budget: int | None, options: dict, out: Ca
             if len(runner.errors) >= MAX_ERRORS_IN_ROW and not any(
                     t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
                 raise ConfigError(f"the first {len(runner.errors)} trials all failed; the last one with: "
-                                  f"{runner.errors[-1]} (see {runner.run_dir / 'trials'}/*/train.log)")
+                                  f"{runner.errors[-1]} (see {RunDir(runner.run_dir).trials}/*/{RunDir.TRAIN_LOG})")
             continue
         if not led.running:
             return
