@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .run import RunDir
+
 __all__ = ["add_parser", "run", "find_vocab", "load_vocab", "sample"]
 
 
@@ -31,10 +33,10 @@ def find_vocab(model_path: str | Path, vocab: str | Path | None = None) -> Path:
         return p
     here = Path(model_path).resolve().parent
     for folder in (here, here.parent):
-        if (folder / "vocab.json").is_file():
-            return folder / "vocab.json"
-    raise GenerateError(f"{model_path}: no vocab.json next to the model or in {here.parent}; "
-                        "pass --vocab RUN_DIR/vocab.json")
+        if RunDir(folder).vocab.is_file():
+            return RunDir(folder).vocab
+    raise GenerateError(f"{model_path}: no {RunDir.VOCAB} next to the model or in {here.parent}; "
+                        f"pass --vocab RUN_DIR/{RunDir.VOCAB}")
 
 
 def load_vocab(path: Path):
@@ -44,7 +46,7 @@ def load_vocab(path: Path):
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise GenerateError(f"{path}: not a readable vocab.json ({exc})") from None
+        raise GenerateError(f"{path}: not a readable {RunDir.VOCAB} ({exc})") from None
     tokens = info.get("tokens") if isinstance(info, dict) else info
     if not isinstance(tokens, list) or len(tokens) < 3:
         raise GenerateError(f"{path}: expected a 'tokens' list with at least one real token")
@@ -97,7 +99,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, default=200, help="characters to generate (default 200)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
-    p.add_argument("--vocab", default=None, help="vocab.json (default: next to the model / its run dir)")
+    p.add_argument("--vocab", default=None, help=f"{RunDir.VOCAB} (default: next to the model / its run dir)")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=run)
     return p
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                                 f"got {type(first).__name__}")
         if first.input_dim != len(vocab):
             raise GenerateError(f"{args.model}: the model's Embedding has {first.input_dim} tokens but "
-                                f"{vpath} has {len(vocab)}; use the vocab.json of the same run")
+                                f"{vpath} has {len(vocab)}; use the {RunDir.VOCAB} of the same run")
         text = sample(model, vocab, args.prime, args.length, args.temperature, args.seed,
                       context=info.get("seq_len"))
     except (ValueError, FileNotFoundError) as exc:

@@ -14,7 +14,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-MODEL_NAMES = ("model.lstmlab", "checkpoints/last.lstmlab")
+import numpy as np
+
+from ..data import load
+from ..model import load_model
+from ..run import RunDir
+from .diagnose import diagnose
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,8 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog="example: lstmlab diagnose runs/adding --split test\n"
                "         lstmlab diagnose model.lstmlab --data adding --option length=200")
     p.add_argument("target", metavar="MODEL_FILE|RUN_DIR",
-                   help="a .lstmlab model file, or a run directory holding model.lstmlab or "
-                        "checkpoints/last.lstmlab")
+                   help=f"a .lstmlab model file, or a run directory holding {RunDir.MODEL} or "
+                        f"{RunDir.CHECKPOINTS}/{RunDir.LAST}")
     p.add_argument("--data", metavar="SOURCE",
                    help="data source for lstmlab.data.load (default: the run's own)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
@@ -35,7 +40,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="split to take the batch from")
     p.add_argument("--batch-size", type=int, default=64, help="sequences in the batch (default 64)")
     p.add_argument("--loss", help="loss name when the model file stores none (default: from the data kind)")
-    p.add_argument("--out", metavar="DIR", help="folder for gradients.png/.svg and report.json")
+    p.add_argument("--out", metavar="DIR", help=f"folder for {' and '.join(RunDir.DIAGNOSE_FIGURES)} and "
+                                                f"{RunDir.DIAGNOSE_JSON}")
     p.add_argument("--json", action="store_true", help="print the full report as JSON instead of text")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=run)
@@ -68,10 +74,13 @@ def resolve_target(target: str) -> tuple[Path, Path | None]:
     """(model file, run dir or None) for a MODEL_FILE or RUN_DIR argument."""
     path = Path(target)
     if path.is_dir():
-        for name in MODEL_NAMES:
-            if (path / name).is_file():
-                return path / name, path
-        raise FileNotFoundError(f"{target}: no {' or '.join(MODEL_NAMES)} in this run directory")
+        rd = RunDir(path)
+        names = (rd.model, rd.last)
+        for name in names:
+            if name.is_file():
+                return name, path
+        raise FileNotFoundError(f"{target}: no {' or '.join(str(n.relative_to(path)) for n in names)} in this "
+                                "run directory")
     if not path.exists():
         raise FileNotFoundError(f"{target}: no such model file or run directory")
     return path, None
@@ -80,13 +89,12 @@ def resolve_target(target: str) -> tuple[Path, Path | None]:
 def _run_config(run_dir: Path | None) -> dict:
     if run_dir is None:
         return {}
-    for name in ("config.resolved.json",):
-        p = run_dir / name
-        if p.is_file():
-            try:
-                return json.loads(p.read_text())
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{p}: not valid JSON ({exc})") from None
+    p = RunDir(run_dir).config_json
+    if p.is_file():
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{p}: not valid JSON ({exc})") from None
     return {}
 
 
@@ -101,12 +109,6 @@ def _default_loss(meta: dict, y) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point: 0 after printing the report (whatever the verdict); errors raise for the main CLI."""
-    import numpy as np
-
-    from ..data import load
-    from ..model import load_model
-    from .diagnose import diagnose
-
     model_path, run_dir = resolve_target(args.target)
     cfg = _run_config(run_dir)
     options = parse_options(args.option)
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         source = data_cfg.pop("source", None)
         if source is None:
             raise ValueError("--data: missing; name a data source (e.g. --data adding), or give a run "
-                             "directory whose config.resolved.json has a [data] source")
+                             f"directory whose {RunDir.CONFIG_JSON} has a [data] source")
         options = {**{k: v for k, v in data_cfg.items() if v is not None}, **options}
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
@@ -140,12 +142,13 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         report = diagnose(model, x, y, loss=loss, lengths=lengths)
-    out = Path(args.out) if args.out else (run_dir / "diagnostics" if run_dir is not None
-                                           else model_path.with_name(model_path.stem + "_diagnostics"))
-    out.mkdir(parents=True, exist_ok=True)
-    report.plot(out / "gradients.png")
-    report.plot(out / "gradients.svg")
-    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=1, allow_nan=False))
+    out = RunDir(Path(args.out) if args.out else (RunDir(run_dir).diagnostics if run_dir is not None
+                                                 else model_path.with_name(model_path.stem + "_diagnostics")))
+    figures = [out.path(name) for name in out.DIAGNOSE_FIGURES]
+    fig = report.plot()
+    for path in figures:
+        out.save_figure(fig, path, dpi=110 if path.suffix == ".png" else None)
+    out.write_text(out.path(out.DIAGNOSE_JSON), json.dumps(report.to_dict(), indent=1, allow_nan=False))
     if args.json:
         print(json.dumps(report.to_dict(), allow_nan=False))
         return 0
@@ -154,5 +157,5 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(report.table())
     print()
-    print(f"figures: {out / 'gradients.png'}, {out / 'gradients.svg'}; report: {out / 'report.json'}")
+    print(f"figures: {', '.join(str(p) for p in figures)}; report: {out.path(out.DIAGNOSE_JSON)}")
     return 0

@@ -216,28 +216,34 @@ class RunDir:
             path.unlink(missing_ok=True)
             files.atomic_write(path, b"")
 
-    # --- writes ----------------------------------------------------------------------------------
-    def write_bytes(self, path: str | os.PathLike, data: bytes) -> Path:
+    # --- writes (static: also for a file the caller names, e.g. ``lstmlab report --out``) ---------
+    @staticmethod
+    def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         return files.atomic_write(path, data)
 
-    def write_text(self, path: str | os.PathLike, text: str) -> Path:
+    @staticmethod
+    def write_text(path: str | os.PathLike, text: str) -> Path:
         return files.atomic_write(path, text)
 
-    def write_json(self, path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Path:
+    @staticmethod
+    def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Path:
         """JSON (non-finite floats as null), atomically."""
         return files.atomic_write(path, files.to_json(obj, indent))
 
-    def save_figure(self, fig, path: str | os.PathLike, **kwargs: Any) -> Path:
+    @staticmethod
+    def save_figure(fig, path: str | os.PathLike, **kwargs: Any) -> Path:
         """A matplotlib figure, rendered in memory and written atomically (format from the suffix)."""
         buf = io.BytesIO()
         fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png", **kwargs)
         return files.atomic_write(path, buf.getvalue())
 
-    def append(self, path: str | os.PathLike, obj: dict) -> None:
+    @staticmethod
+    def append(path: str | os.PathLike, obj: dict) -> None:
         """One JSON line appended to ``metrics.jsonl`` / ``gradient_health.jsonl``."""
         files.append_jsonl(path, obj)
 
-    def keep(self, path: str | os.PathLike, keep: Callable[[dict], bool]) -> None:
+    @staticmethod
+    def keep(path: str | os.PathLike, keep: Callable[[dict], bool]) -> None:
         """Drop the JSON lines of ``path`` that ``keep`` rejects (a resume forgets what it re-runs)."""
         files.keep_jsonl(path, keep)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..run import RunDir
 
 __all__ = ["StorageError", "storage_url", "mask_url", "open_storage", "Ledger", "ledger", "retry_callback"]
 
@@ -31,7 +32,7 @@ class StorageError(ValueError):
 def storage_url(storage: str | None, run_dir: Path) -> str:
     """A SQLAlchemy URL: ``None`` -> ``sqlite:///RUN_DIR/study.db``; a plain path -> an SQLite file."""
     if storage is None:
-        return f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
+        return f"sqlite:///{RunDir(run_dir).study_db.resolve()}"
     if "://" not in storage:
         return f"sqlite:///{Path(storage).expanduser().resolve()}"
     if storage.startswith("postgres://"):
