@@ -3,50 +3,27 @@
 Layout: tensors ``model/<state key>`` and ``optimizer/<param index>/<state key>``; the
 safetensors metadata holds ``lstmlab_format``, ``config`` (the architecture), ``compile``
 (loss, metrics, clipping, optimizer spec) and ``optimizer`` (param groups and non-tensor
-state).  Files are written atomically: temporary file, fsync, rename.
+state).  Files are written atomically (:func:`lstmlab.run.files.atomic_write`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+
+from .run.files import atomic_write
 
 FORMAT = "1"
 
 
 class ModelFileError(ValueError):
     """A model file that is missing, truncated, corrupt or from another program."""
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then fsync and rename onto ``path``; never leave half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _jsonable(v):
@@ -92,7 +69,7 @@ def pack(model, include_optimizer: bool = True) -> tuple[dict[str, torch.Tensor]
 
 def save(model, path: str | os.PathLike, include_optimizer: bool = True) -> None:
     tensors, meta = pack(model, include_optimizer)
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(path, safetensors_bytes(tensors, metadata=meta))
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

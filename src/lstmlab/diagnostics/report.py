@@ -8,25 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ..run.files import clean as _jsonable
 from . import detectors
-
-
-def _jsonable(v: Any) -> Any:
-    """Arrays -> lists, numpy scalars -> floats, non-finite floats -> None (strict JSON)."""
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
 
 
 def _fmt(v: float | None, spec: str = ".3g") -> str:

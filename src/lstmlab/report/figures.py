@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 import os
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..run.files import read_jsonl
 
 __all__ = ["attention_text", "attention_series", "gate_heatmap", "gradient_flow", "training_curves",
            "health_timeline", "compare_curves", "png_bytes", "data_uri", "read_jsonl", "flow_profiles"]
@@ -86,25 +86,6 @@ def _positive(v) -> np.ndarray:
     a = np.asarray(v, dtype=np.float64).copy()
     a[~np.isfinite(a) | (a <= 0)] = np.nan
     return a
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The JSON objects of a ``.jsonl`` file, skipping blank or broken lines; [] if it is missing."""
-    p = Path(path)
-    if not p.is_file():
-        return []
-    out = []
-    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-    return out
 
 
 def _weights_1d(weights, length: int | None = None) -> np.ndarray:

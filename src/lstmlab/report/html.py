@@ -163,6 +163,12 @@ def _flow_source(run: RunData, model, examples) -> tuple[Any, str] | None:
 
 
 def _health(run: RunData, model, examples) -> Section:
+    body = _health_records(run) + _remedies_applied(run) + _gradient_flow(run, model, examples)
+    return Section("gradients", "Gradient health", "".join(body))
+
+
+def _health_records(run: RunData) -> list[str]:
+    """The GradientMonitor's samples: timeline figure, verdict counts, where the verdict changed."""
     body = []
     if run.health or run.events:
         try:
@@ -208,7 +214,11 @@ def _health(run: RunData, model, examples) -> Section:
     else:
         body.append(note(f"No {RunDir.HEALTH} records: the GradientMonitor was off or the run wrote "
                          "none."))
-    body.append("<h3>Remedies applied and findings</h3>")
+    return body
+
+
+def _remedies_applied(run: RunData) -> list[str]:
+    body = ["<h3>Remedies applied and findings</h3>"]
     if run.events:
         rows = []
         for e in run.events:
@@ -221,7 +231,11 @@ def _health(run: RunData, model, examples) -> Section:
     else:
         body.append("<p>None recorded: no clipping, restores or weight decay were switched on during the "
                     "run.</p>")
-    body.append("<h3>Gradient flow through time</h3>")
+    return body
+
+
+def _gradient_flow(run: RunData, model, examples) -> list[str]:
+    body = ["<h3>Gradient flow through time</h3>"]
     try:
         src = _flow_source(run, model, examples)
     except Exception as exc:  # noqa: BLE001 - a report section must not sink the report
@@ -243,7 +257,7 @@ def _health(run: RunData, model, examples) -> Section:
             body.append(note(f"gradient-flow plot skipped: {exc}"))
     elif not any("diagnose failed" in b for b in body):
         body.append(note("No per-step gradient profile available (no model or data to run diagnose on)."))
-    return Section("gradients", "Gradient health", "".join(body))
+    return body
 
 
 def build_html(run_dir: str | os.PathLike, examples: int = 3, title: str | None = None) -> str:
