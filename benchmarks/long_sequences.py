@@ -5,17 +5,17 @@ The task is per-step regression on a long noisy sine (predict the next value at 
 length ``T`` (1,000 / 10,000 / 100,000 by default) two ways of training on a batch of whole
 sequences are measured:
 
-* ``full``: one backward pass through all ``T`` steps (``Sequential._train_step``, what
+* ``full``: one backward pass through all ``T`` steps (``lstmlab.training.step.full_step``, what
   ``fit`` runs for each batch) - autograd keeps every step's activations, so memory grows
   linearly with ``T``;
-* ``tbptt``: ``fit(tbptt=k)``'s step (``Sequential._tbptt_step``): the sequence is streamed in
+* ``tbptt``: ``fit(tbptt=k)``'s step (``lstmlab.training.step.tbptt_step``): the sequence is streamed in
   chunks of ``k`` steps, the LSTM state carried from chunk to chunk but detached, one optimizer
   step per chunk - only one chunk's activations are alive at a time, so memory stays flat (the
   only part that grows with ``T`` is the detached per-step predictions that the step returns for
   the metrics: ``batch * T * outputs`` floats, twice while they are concatenated - and the heap
   fragmentation that keeping 1,000 small tensors alive between the chunks' freed activations
   causes in glibc's allocator, which makes that part larger and noisy from run to run);
-* ``stream``: the same chunks through a ``stateful=True`` LSTM, one ``_train_step`` per chunk
+* ``stream``: the same chunks through a ``stateful=True`` LSTM, one ``full_step`` per chunk
   (state carried, gradients cut at chunk boundaries), keeping only the running loss: the
   streaming loop for a series too long to hold its outputs; its memory does not grow with ``T``.
 
@@ -73,6 +73,7 @@ def worker(steps: int, mode: str, k: int, batch: int, hidden: int, repeats: int,
 
     sys.path.insert(0, SRC)
     import lstmlab as ll
+    from lstmlab.training.step import full_step, tbptt_step
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -97,18 +98,18 @@ def worker(steps: int, mode: str, k: int, batch: int, hidden: int, repeats: int,
     for _ in range(repeats):
         t0 = time.perf_counter()
         if mode == "tbptt":
-            loss, *_ = model._tbptt_step(x, y, None, k, [])
+            loss, *_ = tbptt_step(model, x, y, None, k, [])
         elif mode == "stream":
             model.layers[0].stateful = True
             model.layers[0].reset_states()
             total = 0.0
             for start in range(0, steps, k):
-                part, *_ = model._train_step(x[:, start:start + k], y[:, start:start + k], None, [])
+                part, *_ = full_step(model, x[:, start:start + k], y[:, start:start + k], None, [])
                 total += part * min(k, steps - start)
             model.layers[0].stateful = False
             loss = total / steps
         else:
-            loss, *_ = model._train_step(x, y, None, [])
+            loss, *_ = full_step(model, x, y, None, [])
         times.append(time.perf_counter() - t0)
         losses.append(loss)
     if exact and before_rss is not None:

@@ -62,8 +62,8 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
     A NaN/Inf value never counts as an improvement.  ``best``, ``best_epoch`` (1-based) and
-    ``wait`` say where it stands; :meth:`state_dict` /
-    :meth:`load_state_dict` carry them across a resumed run (load after ``on_train_begin``).
+    ``wait`` say where it stands; :meth:`state_dict` / :meth:`load_state_dict` carry them across
+    a resumed run.
     ``patience=None`` only keeps the count and never stops."""
 
     def __init__(self, monitor: str = "val_loss", patience: int | None = 0, min_delta: float = 0.0,
@@ -76,10 +76,13 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.best_state = None
         self.stopped_epoch = None
+        self._loaded = False
 
     def on_train_begin(self, logs=None):
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self.wait, self.best_state = 0, None
+        if not self._loaded:  # a state loaded for this run (a resume) is kept
+            self.best = math.inf if self.mode == "min" else -math.inf
+            self.wait = 0
+        self.best_state, self._loaded = None, False
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -106,9 +109,12 @@ class EarlyStopping(Callback):
                 "wait": self.wait}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict` (before ``fit(..., initial_epoch=...)`` or after
+        ``on_train_begin``)."""
         best = state.get("best")
         self.best = (math.inf if self.mode == "min" else -math.inf) if best is None else float(best)
         self.best_epoch, self.wait = state.get("best_epoch"), int(state.get("wait") or 0)
+        self._loaded = True
 
 
 class ModelCheckpoint(Callback):

@@ -366,10 +366,6 @@ class DataParallel(Strategy):
         self.ctx, self.seed = ctx, int(seed)
         self.sync = GradientSync(ctx) if ctx.enabled else None
 
-    @property
-    def main(self) -> bool:  # type: ignore[override]
-        return self.ctx.main
-
     def callbacks(self) -> list[Callback]:
         return [self.sync] if self.sync is not None else []
 

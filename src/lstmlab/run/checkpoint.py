@@ -163,12 +163,13 @@ class Parts:
 class RunCheckpoint(Callback):
     """The training state of a run (``state``, a dict: what ``state.json`` holds) and its checkpoints.
 
-    Put it last among the callbacks: on ``on_train_begin`` it restores the state of the early
-    stopping, the best-model checkpoint and the gradient monitor from ``state`` (a resume), and
-    on ``on_epoch_end`` it reads what they decided.  It is also the loop's ``checkpoint`` hook."""
+    Put it last among the callbacks: it starts the early stopping, the best-model checkpoint and
+    (on ``on_train_begin``) the gradient monitor from ``state`` (a resume), and on
+    ``on_epoch_end`` it reads what they decided.  It is also the loop's ``checkpoint`` hook."""
 
     def __init__(self, state: dict, parts: Parts) -> None:
         self.state, self.p = state, parts
+        parts.stopper.load_state_dict(state)
         self.best_due = False  # the best-model checkpoint asked for a save this epoch
         self.pending: dict | None = None  # a mid-epoch snapshot waiting for the next step's loss
         self.last_step = 0
@@ -178,6 +179,7 @@ class RunCheckpoint(Callback):
         when; this callback writes the file, with the epoch's training state, at its epoch end."""
         path = str(self.p.rd.best).replace("{", "{{").replace("}", "}}")  # a literal path, not a template
         self.p.best = ModelCheckpoint(path, monitor, save_best_only=True, min_delta=min_delta, save=self._best_due)
+        self.p.best.load_state_dict(self.state)
         return self.p.best
 
     def _best_due(self, model, path: str) -> None:
@@ -185,9 +187,6 @@ class RunCheckpoint(Callback):
 
     def on_train_begin(self, logs=None):
         self.last_step = self.model.global_step
-        self.p.stopper.load_state_dict(self.state)
-        if self.p.best is not None:
-            self.p.best.load_state_dict(self.state)
         set_monitor_state(self.p.monitor, self.state.get("monitor_state"))
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -69,8 +69,6 @@ class Strategy:
     """One process: the batches of an epoch in the order of ``generator`` (a fresh permutation
     per epoch when ``shuffle``), each batch whole, sums and validation local."""
 
-    main = True
-
     def __init__(self, shuffle: bool = True, generator: torch.Generator | None = None) -> None:
         self.shuffle, self.generator = shuffle, generator
 
