@@ -11,6 +11,9 @@ import argparse
 import importlib
 import sys
 
+from . import __version__
+from .validation import InputError
+
 SUBCOMMANDS = ("lstmlab.demo", "lstmlab.run.cli", "lstmlab.diagnostics.cli", "lstmlab.generate",
                "lstmlab.tune", "lstmlab.report.cli")
 
@@ -35,15 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from . import __version__
-
         print(__version__)
         return 0
     if not getattr(args, "command", None) or not hasattr(args, "func"):
         parser.print_help()
         return 2
-    from .validation import InputError
-
     try:
         return int(args.func(args) or 0)
     except (InputError, ValueError, FileNotFoundError, KeyError) as exc:

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from .callbacks import Callback
+from .layers import RNNLayer
 from .training.loop import Strategy
 
 __all__ = ["Context", "from_env", "epoch_order", "global_batches", "shard", "GradientSync", "DataParallel",
@@ -297,8 +298,6 @@ class GradientSync(Callback):
     def _gather_taps(self, scale: float) -> None:
         """Replace each recurrent layer's taps by those of the whole global batch (gradients rescaled
         from this rank's loss to the global loss; weight-0 stand-in samples left out)."""
-        from .layers import RNNLayer
-
         rnns = [m for m in self.model.modules() if isinstance(m, RNNLayer)]
         mine = []
         for r in rnns:

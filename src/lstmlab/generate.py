@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data import Vocab
+from .model import load_model
 from .run import RunDir
 
 __all__ = ["add_parser", "run", "find_vocab", "load_vocab", "sample"]
@@ -41,8 +43,6 @@ def find_vocab(model_path: str | Path, vocab: str | Path | None = None) -> Path:
 
 def load_vocab(path: Path):
     """The :class:`~lstmlab.data.Vocab` stored by ``lstmlab train`` (plus its extra info)."""
-    from .data import Vocab
-
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -107,8 +107,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point for ``lstmlab generate``: prints the prime followed by the sampled text."""
-    from .model import load_model
-
     try:
         if args.length < 0:
             raise GenerateError(f"--length: expected an integer >= 0, got {args.length}")

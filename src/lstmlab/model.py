@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from typing import NamedTuple
@@ -431,8 +432,6 @@ class Sequential(nn.Module):
 
     def get_state(self) -> dict:
         """In-memory snapshot of weights and optimizer state (used to roll back a bad step)."""
-        import copy
-
         return {"model": copy.deepcopy(self.state_dict()),
                 "optimizer": None if self.optimizer is None else copy.deepcopy(self.optimizer.state_dict())}
 
@@ -440,8 +439,6 @@ class Sequential(nn.Module):
         self.load_state_dict(state["model"])
         if state.get("optimizer") is not None and self.optimizer is not None:
             # torch keeps matching tensors by reference: copy so later steps can't alter the snapshot
-            import copy
-
             self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
 
 

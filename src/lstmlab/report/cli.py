@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .html import write_report
+
 __all__ = ["add_parser", "run"]
 
 
@@ -24,8 +26,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point: 0 written, 2 bad input (no such run directory, bad --examples)."""
-    from .html import write_report
-
     try:
         if args.examples < 1:
             raise ValueError(f"--examples: expected a positive integer, got {args.examples}")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..diagnostics import diagnose
 from ..run import RunDir
 from . import figures as F
 from .examples import attention_section, gates_section, load_examples, model_section
@@ -147,10 +148,6 @@ def _flow_source(run: RunData, model, examples) -> tuple[Any, str] | None:
                 profiles[f"{model} {name} ({verdict})"] = prof
         return profiles, ", ".join(p.name for p, _ in found)
     if model is not None and examples is not None:
-        try:
-            from ..diagnostics import diagnose
-        except ImportError:
-            return None
         x, y, lengths = examples["x_diag"], examples["y_diag"], examples["lengths_diag"]
         loss = None
         if getattr(model, "loss_name", None) is None:

@@ -14,6 +14,7 @@ import warnings
 
 from ..config import ConfigError
 from ..distributed import env_rank
+from ..report import write_report
 from ..validation import InputError
 from .files import clean
 from .rundir import RunDirError
@@ -62,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if main_rank:
         try:  # the self-contained HTML page of the run; a report problem never fails the training
-            from ..report import write_report
-
             print(f"lstmlab train: wrote {write_report(args.run_dir)}", file=sys.stderr, flush=True)
         except Exception as exc:  # noqa: BLE001
             print(f"lstmlab train: warning: report not written ({type(exc).__name__}: {exc})", file=sys.stderr)

@@ -9,8 +9,11 @@ import csv
 import io
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..config import dumps_toml
 from ..run import RunDir
@@ -156,8 +159,6 @@ def param_importances(study, spec: TuneSpec) -> tuple[str, dict[str, float]]:
     if len(done) < 3 or not varying:
         return "none", {}
     try:
-        import warnings
-
         from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
         with warnings.catch_warnings():
@@ -169,8 +170,6 @@ def param_importances(study, spec: TuneSpec) -> tuple[str, dict[str, float]]:
 
 
 def _anova(trials, keys: list[str]) -> dict[str, float]:
-    import numpy as np
-
     y = np.array([t.value for t in trials], dtype=float)
     total = float(((y - y.mean()) ** 2).sum()) or 1.0
     out = {}
