@@ -174,3 +174,28 @@ def test_example_configs_are_valid():
     for path in examples:
         cfg = load_config(path)
         assert cfg["data"]["source"] and cfg["train"]["epochs"] >= 1, path
+
+
+def test_callbacks_of_the_caller_run_after_the_epoch_is_written(tmp_path):
+    """``train(callbacks=...)`` (what a pruner or the doctor plugs in) sees each epoch's metrics row
+    and checkpoint already on disk, and may stop the run there."""
+    import lstmlab as ll
+    from lstmlab.run import RunDir
+
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(ADDING + "\n[model]\n" + LSTM + "\n" + TINY_TRAIN.format(epochs=4, lr=0.01, verbose=0))
+    rd = RunDir(tmp_path / "run")
+    seen = []
+
+    class Prune(ll.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            state = json.loads(rd.state.read_text())
+            seen.append((len(rd.read_jsonl(rd.metrics)), state["epoch"], logs["val_loss"]))
+            if epoch == 1:
+                self.model.stop_training = True
+
+    res = T.train(cfg, rd.root, out=lambda *a, **k: None, callbacks=[Prune()])
+    assert [(n, e) for n, e, _ in seen] == [(1, 1), (2, 2)]
+    rows = rd.read_jsonl(rd.metrics)
+    assert [r["val_loss"] for r in rows] == pytest.approx([v for _, _, v in seen])
+    assert res["epochs"] == 2 and res["status"] == "stopped"

@@ -21,12 +21,13 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .. import distributed
-from ..callbacks import EarlyStopping, StopOnDivergence, finite_weights
+from ..callbacks import Callback, EarlyStopping, StopOnDivergence, finite_weights
 from ..config import dumps_toml
 from ..training.loop import Loop, Position
 from .checkpoint import (
@@ -51,22 +52,24 @@ class TrainResult(dict):
 
 
 def train(config: str | os.PathLike | None, run_dir: str | os.PathLike, resume: bool = False,
-          out=print) -> TrainResult:
+          out=print, callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train the config into ``run_dir`` (see the module doc); return the final metrics.
 
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank calls this; see :mod:`lstmlab.distributed`."""
+    ``out`` prints the run's lines; ``callbacks`` run after the run's own ones (so at an epoch's
+    end its metrics row and checkpoint are written: a pruner may stop the run there).  Under
+    ``torchrun`` (``WORLD_SIZE`` > 1) every rank calls this; see :mod:`lstmlab.distributed`."""
     ctx = distributed.from_env()
     try:
         if ctx.main:
-            return _train(ctx, config, RunDir(run_dir), resume, out)
+            return _train(ctx, config, RunDir(run_dir), resume, out, list(callbacks))
         with warnings.catch_warnings():  # rank 0 speaks for the job
             warnings.simplefilter("ignore")
-            return _train(ctx, config, RunDir(run_dir), resume, lambda *a, **k: None)
+            return _train(ctx, config, RunDir(run_dir), resume, lambda *a, **k: None, list(callbacks))
     finally:
         ctx.close()
 
 
-def _train(ctx, config, rd: RunDir, resume: bool, out) -> TrainResult:
+def _train(ctx, config, rd: RunDir, resume: bool, out, extra: list[Callback]) -> TrainResult:
     try:
         su: Setup | None = setup(ctx, config, rd, resume)
         err = None
@@ -84,7 +87,7 @@ def _train(ctx, config, rd: RunDir, resume: bool, out) -> TrainResult:
     else:
         _fresh(ctx, rd, su)
     start = _start(state, su.cfg["train"]["batch_size"] * ctx.world)
-    _fit(ctx, rd, su, state, start, resume, out)
+    _fit(ctx, rd, su, state, start, resume, out, extra)
     return _finish(ctx, rd, su, state)
 
 
@@ -155,7 +158,8 @@ def _start(state: dict, global_batch: int) -> Position:
     return Position(start, batch, sums)
 
 
-def _callbacks(ctx, rd: RunDir, su: Setup, state: dict, strategy, writer, out, carry_s: float) -> list:
+def _callbacks(ctx, rd: RunDir, su: Setup, state: dict, strategy, writer, out,
+               carry_s: float) -> tuple[list[Callback], RunCheckpoint]:
     """The callbacks of ``lstmlab train``, in the order their ``on_epoch_end`` must run: the guard
     and the early stopping decide, the best-model checkpoint asks for a save, the recorder writes
     the rows, the run checkpoint writes the state and the checkpoints."""
@@ -166,13 +170,15 @@ def _callbacks(ctx, rd: RunDir, su: Setup, state: dict, strategy, writer, out, c
     stopper = EarlyStopping(monitor, patience=None if es is None else es["patience"], min_delta=min_delta)
     recorder = Recorder(rd, state, epochs=t["epochs"], monitor_name=monitor, guard=guard, stopper=stopper,
                         writer=writer, out=out, verbose=t.get("verbose", 1), main=ctx.main, carry_s=carry_s)
-    keep = RunCheckpoint(state, Parts(rd, ctx, strategy, stopper, guard, recorder, su.monitor, t["epochs"],
-                                      t.get("checkpoint_every"), t["batch_size"] * ctx.world))
+    keep = RunCheckpoint(state, Parts(rd=rd, ctx=ctx, strategy=strategy, stopper=stopper, guard=guard,
+                                      recorder=recorder, monitor=su.monitor, epochs=t["epochs"],
+                                      every=t.get("checkpoint_every"), global_batch=t["batch_size"] * ctx.world))
     best = keep.best_checkpoint(monitor, min_delta)
-    return [cb for cb in (su.monitor, guard, stopper, best, recorder, keep) if cb is not None]
+    return [cb for cb in (su.monitor, guard, stopper, best, recorder, keep) if cb is not None], keep
 
 
-def _fit(ctx, rd: RunDir, su: Setup, state: dict, start: Position, resume: bool, out) -> None:
+def _fit(ctx, rd: RunDir, su: Setup, state: dict, start: Position, resume: bool, out,
+         extra: list[Callback]) -> None:
     t = su.cfg["train"]
     model = su.model
     writer = open_tensorboard(rd.tensorboard, purge_step=start.epoch + 1 if resume else None) if ctx.main else None
@@ -191,11 +197,11 @@ def _fit(ctx, rd: RunDir, su: Setup, state: dict, start: Position, resume: bool,
         return
     strategy = distributed.DataParallel(ctx, t["seed"], t["shuffle"])
     carry_s = float(state.get("partial_time_s") or 0.0) if start.batch else 0.0
-    cbs = _callbacks(ctx, rd, su, state, strategy, writer, out, carry_s)
+    cbs, keep = _callbacks(ctx, rd, su, state, strategy, writer, out, carry_s)
     if not ctx.main:
         start.sums = None  # rank 0 carries the partial epoch's sums; the reduction adds the others' zeros
     try:
-        Loop(model, cbs, strategy, tbptt=t["tbptt"], checkpoint=cbs[-1]).run(
+        Loop(model, cbs + extra, strategy, tbptt=t["tbptt"], checkpoint=keep).run(
             su.x, su.y, su.lengths, su.val, epochs=t["epochs"], batch_size=t["batch_size"], start=start)
     finally:
         if writer is not None:

@@ -157,8 +157,7 @@ class Loop:
                     cb.on_batch_begin(b, {})
                 xb, yb, lb = data.batch(idx)
                 step = train_step(model, xb, yb, lb, self.cbs, self.tbptt)
-                if self._end_batch(BatchDone(epoch, b, len(batches), sums, step.loss, bool(model.skip_step), False),
-                                   step, real, len(batches[b]), xb.shape[0]):
+                if self._end_batch(epoch, b, batches, sums, step, real, xb.shape[0]):
                     break
             self._end_epoch(epoch, sums, data)
             if model.stop_training:
@@ -191,24 +190,25 @@ class Loop:
         sums.update({k: [float(a), float(b)] for k, (a, b) in (start.sums or {}).items() if k in sums})
         return batches, sums, start.batch
 
-    def _end_batch(self, done: BatchDone, step: StepResult, real: bool, batch_len: int, n: int) -> bool:
+    def _end_batch(self, epoch: int, b: int, batches: list[torch.Tensor], sums: Sums, step: StepResult, real: bool,
+                   n: int) -> bool:
         """Sums, on_batch_end, the agreement to stop, the checkpoint hook; True when training stops."""
         model, strategy = self.model, self.strategy
         size = float(n) if real else 0.0
-        if done.skipped:  # a vetoed step does not count towards the epoch
+        if model.skip_step:  # a vetoed step does not count towards the epoch
             logs = {"loss": step.loss, "size": int(size), "skipped": True}
         else:
-            strategy.add_loss(done.sums, step.loss, size, batch_len, self.tbptt)
+            strategy.add_loss(sums, step.loss, size, len(batches[b]), self.tbptt)
             if real:
-                self._add_metrics(done.sums, step)
+                self._add_metrics(sums, step)
             logs = {"loss": step.loss, "size": int(size)}
         for cb in self.cbs:
-            cb.on_batch_end(done.batch, logs)
+            cb.on_batch_end(b, logs)
         model.stop_training = strategy.any(model.stop_training)
         if self.checkpoint is not None:
-            done.loss = strategy.batch_loss(step.loss, self.tbptt)
-            done.skipped, done.stopping = bool(model.skip_step), model.stop_training
-            self.checkpoint.batch_done(done)
+            loss = strategy.batch_loss(step.loss, self.tbptt)
+            self.checkpoint.batch_done(BatchDone(epoch, b, len(batches), sums, loss, bool(model.skip_step),
+                                                 model.stop_training))
         return model.stop_training
 
     def _end_epoch(self, epoch: int, sums: Sums, data: _Data) -> None:
