@@ -34,6 +34,7 @@ from typing import Any
 
 from ..config import FILE_OPTIONS, SECTIONS, ConfigError, read_toml, resolve_file, validate
 from ..config.schema import Check, Ctx, at_least, check_tree, defaults, schema, setting, show, suggest
+from ..metrics import higher_is_better
 
 __all__ = ["Param", "TuneSpec", "TuneOptions", "load_tune", "parse_tune", "TUNE_DEFAULTS", "SAMPLERS", "PRUNERS",
            "short_names"]
@@ -337,7 +338,7 @@ def _split(ctx: Ctx, tune: dict, overrides: dict) -> tuple[dict, list[tuple[str,
     o["pruner"] = ctx.choose("tune.pruner", o["pruner"], PRUNERS, "pruner")
     if o["direction"] is None:
         m = o["metric"]
-        o["direction"] = "maximize" if ("acc" in m or m.endswith("r2")) else "minimize"
+        o["direction"] = "maximize" if higher_is_better(m) else "minimize"
     o["direction"] = DIRECTIONS[o["direction"].lower()]
     return o, specs
 
