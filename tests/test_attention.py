@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import lstmlab as ll
-from lstmlab.attention import Attention, explain
-from lstmlab.layers import LAYERS, deserialize, serialize
+from lstmlab.layers import LAYERS, Attention, deserialize, explain, serialize
 
 
 def _seq(batch=5, steps=8, feats=4, seed=0):

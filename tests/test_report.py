@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import lstmlab as ll
-from lstmlab.attention import Attention
+from lstmlab.layers import Attention
 from lstmlab.report import figures as F
 from lstmlab.report import write_report
 from lstmlab.report.html import build_html, read_run
-from lstmlab.trace import trace
+from lstmlab.tracing import trace
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

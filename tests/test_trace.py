@@ -8,7 +8,7 @@ import torch
 
 import lstmlab as ll
 from lstmlab.engine import reverse_index
-from lstmlab.trace import trace
+from lstmlab.tracing import trace
 
 
 def _data(batch=4, steps=7, feats=3, seed=0):

@@ -1,16 +1,44 @@
-"""lstmlab: LSTM sequence models that make vanishing and exploding gradients visible and fixable."""
+"""lstmlab: LSTM sequence models that make vanishing and exploding gradients visible and fixable.
 
-from . import initializers, losses, metrics, optim, regularizers
-from .attention import Attention, explain
+The public API: layers, ``Sequential``, diagnostics, interop, optimizers and the subpackages
+``cells``, ``data``, ``diagnostics``, ``engine``, ``reference``, ``report`` and ``tune`` (the
+hyper-parameter search: ``ll.tune.tune(config, run_dir, ...)``).
+"""
+
+from . import (
+    cells,
+    data,
+    diagnostics,
+    engine,
+    initializers,
+    losses,
+    metrics,
+    optim,
+    reference,
+    regularizers,
+    report,
+    tune,
+)
 from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from .diagnostics import GradientMonitor, GradientReport, diagnose, plot_history
 from .interop import from_keras, from_torch, to_torch
-from .layers import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, Layer, Masking, SimpleRNN
+from .layers import (
+    GRU,
+    LSTM,
+    Attention,
+    Bidirectional,
+    Dense,
+    Dropout,
+    Embedding,
+    Layer,
+    Masking,
+    SimpleRNN,
+    explain,
+)
 from .model import Sequential, load_model
 from .optim import SGD, Adam, AdamW, RMSprop
 from .saving import ModelFileError
-from .trace import trace
-from .tune import tune  # the function; the subpackage stays importable as lstmlab.tune.*
+from .tracing import trace
 from .validation import InputError
 
 __version__ = "0.1.0"
@@ -20,6 +48,7 @@ __all__ = [
     "Attention", "explain", "trace", "diagnose", "GradientReport", "GradientMonitor", "plot_history",
     "Sequential", "load_model", "from_torch", "to_torch", "from_keras",
     "Callback", "EarlyStopping", "History", "ModelCheckpoint",
-    "tune", "SGD", "Adam", "AdamW", "RMSprop", "InputError", "ModelFileError",
-    "initializers", "losses", "metrics", "optim", "regularizers",
+    "SGD", "Adam", "AdamW", "RMSprop", "InputError", "ModelFileError",
+    "cells", "data", "diagnostics", "engine", "initializers", "losses", "metrics", "optim", "reference",
+    "regularizers", "report", "tune",
 ]

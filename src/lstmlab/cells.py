@@ -16,6 +16,13 @@ SIGMOID_LOW = 0.01
 SIGMOID_HIGH = 0.99
 TANH_LIMIT = 0.99
 
+# How each kind of saturation reads in a message (diagnose, reports).
+SATURATION_RULES: dict[str, str] = {
+    "sigmoid": f"outside ({SIGMOID_LOW:g}, {SIGMOID_HIGH:g})",
+    "tanh": f"|tanh| > {TANH_LIMIT:g}",
+    "relu": "dead (relu output 0)",
+}
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -23,8 +30,9 @@ class Cell:
 
     ``gates``: gate names in weight-row order; ``gate_act``: each gate's activation
     (``"sigmoid"``, ``"tanh"`` or ``"act"`` = the layer's ``activation`` argument);
-    ``states``: the carried states (``("h", "c")`` for LSTM); ``activations``: the values
-    the layer's ``activation`` may take.
+    ``states``: the carried states, the output state ``h`` first (``("h", "c")`` for LSTM);
+    ``activations``: the values the layer's ``activation`` may take; ``seed_names``: each
+    gate's weight block in the seed's notation (``W_c`` is the LSTM's candidate ``g``).
     """
 
     name: str  # "lstm" | "gru" | "rnn": the key used in configs, engines and file formats
@@ -33,6 +41,7 @@ class Cell:
     gates: tuple[str, ...]
     gate_act: tuple[str, ...]
     states: tuple[str, ...]
+    seed_names: tuple[str, ...]
     activations: tuple[str, ...] = ("tanh",)
     chrono: bool = False  # supports bias_initializer="chrono" and unit_forget_bias
     layer_norm: bool = False  # supports layer_norm=True
@@ -45,6 +54,21 @@ class Cell:
     def has_cell_state(self) -> bool:
         return "c" in self.states
 
+    @property
+    def uses_activation(self) -> bool:
+        """Whether the equations read the layer's ``activation`` (engines then take it as an argument)."""
+        return "act" in self.gate_act
+
+    @property
+    def gated(self) -> bool:
+        """Whether the cell has sigmoid gates (LSTM, GRU) or is a plain recurrence (SimpleRNN)."""
+        return "sigmoid" in self.gate_act
+
+    @property
+    def value_gates(self) -> tuple[str, ...]:
+        """Gates whose value is not itself a state (SimpleRNN's one block *is* ``h``): what trace records."""
+        return tuple(g for g in self.gates if g not in self.states)
+
     def gate_kind(self, gate: str, activation: str = "tanh") -> str:
         """``"sigmoid"``, ``"tanh"`` or ``"relu"``: how saturation is counted for ``gate``."""
         act = self.gate_act[self.gates.index(gate)]
@@ -52,9 +76,9 @@ class Cell:
 
 
 LSTM = Cell("lstm", "LSTM", "LSTM", ("i", "f", "g", "o"), ("sigmoid", "sigmoid", "tanh", "sigmoid"),
-            ("h", "c"), chrono=True, layer_norm=True)
-GRU = Cell("gru", "GRU", "GRU", ("r", "z", "n"), ("sigmoid", "sigmoid", "tanh"), ("h",))
-RNN = Cell("rnn", "SimpleRNN", "RNN", ("h",), ("act",), ("h",), activations=("tanh", "relu"))
+            ("h", "c"), ("W_i", "W_f", "W_c", "W_o"), chrono=True, layer_norm=True)
+GRU = Cell("gru", "GRU", "GRU", ("r", "z", "n"), ("sigmoid", "sigmoid", "tanh"), ("h",), ("W_r", "W_z", "W_n"))
+RNN = Cell("rnn", "SimpleRNN", "RNN", ("h",), ("act",), ("h",), ("W_h",), activations=("tanh", "relu"))
 
 CELLS: dict[str, Cell] = {c.name: c for c in (LSTM, GRU, RNN)}
 BY_LAYER: dict[str, Cell] = {c.layer: c for c in CELLS.values()}
@@ -70,6 +94,11 @@ def get(name: str | Cell) -> Cell:
     if cell is None:
         raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {name!r}")
     return cell
+
+
+def supporting(feature: str) -> tuple[str, ...]:
+    """Layer names of the cells that support ``feature`` (``"chrono"`` or ``"layer_norm"``), for messages."""
+    return tuple(c.layer for c in CELLS.values() if getattr(c, feature))
 
 
 def saturation_thresholds() -> tuple[float, float, float]:

@@ -10,10 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import GRU, LSTM, Bidirectional, Dropout, RNNLayer, SimpleRNN
+from . import cells
+from .layers import LAYERS, LSTM, Bidirectional, Dropout, RNNLayer, torch_module
 from .model import Sequential
 
-_TORCH_TO_LL = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: SimpleRNN}
+
+def _layer_class(module: nn.Module) -> type[RNNLayer] | None:
+    """The lstmlab layer class of the same cell as a torch.nn.LSTM / GRU / RNN (exact type), else None."""
+    spec = cells.BY_TORCH.get(type(module).__name__)
+    return LAYERS[spec.layer] if spec is not None and type(module) is getattr(nn, spec.torch_name) else None
 
 
 def _copy_into(layer: RNNLayer, w_ih, w_hh, b_ih, b_hh) -> None:
@@ -32,7 +37,7 @@ def from_torch(module: nn.Module, engine: str = "auto") -> Sequential:
     ``module.batch_first`` says: call it with ``(batch, time, features)``; its output equals the
     torch module's output sequence (transposed when ``batch_first=False``).
     """
-    cls = next((c for t, c in _TORCH_TO_LL.items() if type(module) is t), None)
+    cls = _layer_class(module)
     if cls is None:
         raise ValueError(f"module: expected torch.nn.LSTM, GRU or RNN, got {type(module).__name__}")
     if getattr(module, "proj_size", 0):
@@ -42,7 +47,7 @@ def from_torch(module: nn.Module, engine: str = "auto") -> Sequential:
     for k in range(module.num_layers):
         n_in = module.input_size if k == 0 else module.hidden_size * (2 if module.bidirectional else 1)
         kw = {"return_sequences": True, "input_size": n_in, "use_bias": module.bias, "engine": engine}
-        if cls is SimpleRNN:
+        if cls.cell_spec.uses_activation:
             kw["activation"] = "relu" if module.nonlinearity == "relu" else "tanh"
         fw = cls(module.hidden_size, **kw)
         fw.to(dtype=dtype, device=device)
@@ -63,47 +68,24 @@ def from_torch(module: nn.Module, engine: str = "auto") -> Sequential:
     return Sequential(layers, name=f"from_{type(module).__name__.lower()}")
 
 
-def _torch_cls(layer: RNNLayer):
-    return {LSTM: nn.LSTM, GRU: nn.GRU, SimpleRNN: nn.RNN}[type(layer)]
-
-
-def layer_to_torch(layer: RNNLayer) -> nn.Module:
-    if not layer.built:
-        raise RuntimeError(f"{layer.name}.to_torch(): the layer has no weights yet; call it on data first")
-    return to_torch(Sequential([layer]))
-
-
 def to_torch(model: Sequential) -> nn.Module:
     """The ``torch.nn.LSTM/GRU/RNN`` (batch_first=True) equivalent of a stack of recurrent layers
     of one kind and size (optionally Bidirectional, with Dropout between layers)."""
-    rec, dropout = [], 0.0
+    stack, dropout = [], 0.0
     for layer in model.layers:
         if isinstance(layer, Dropout):
             dropout = layer.rate
-        elif isinstance(layer, (RNNLayer, Bidirectional)):
-            rec.append(layer)
+        elif isinstance(layer, Bidirectional):
+            stack.append([layer.forward_layer, layer.backward_layer])
+        elif isinstance(layer, RNNLayer):
+            stack.append([layer])
         else:
             raise ValueError(f"to_torch: expected only recurrent and Dropout layers, got {type(layer).__name__}")
-    if not rec:
+    if not stack:
         raise ValueError("to_torch: the model has no recurrent layer")
-    first = rec[0].forward_layer if isinstance(rec[0], Bidirectional) else rec[0]
-    bidir = isinstance(rec[0], Bidirectional)
-    kw = {}
-    if isinstance(first, SimpleRNN):
-        kw["nonlinearity"] = first.activation
-    mod = _torch_cls(first)(first.input_size, first.units, num_layers=len(rec), bias=first.use_bias,
-                            batch_first=True, dropout=dropout if len(rec) > 1 else 0.0,
-                            bidirectional=bidir, **kw)
-    mod.to(dtype=first.weight_ih.dtype, device=first.weight_ih.device)
-    for k, layer in enumerate(rec):
-        pairs = [(layer.forward_layer, ""), (layer.backward_layer, "_reverse")] if bidir else [(layer, "")]
-        for lay, sfx in pairs:
-            if type(lay) is not type(first) or lay.units != first.units:
-                raise ValueError("to_torch: all recurrent layers must be the same kind and size")
-            with torch.no_grad():
-                for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if first.use_bias else ()):
-                    getattr(mod, f"{name}_l{k}{sfx}").copy_(getattr(lay, name))
-    return mod
+    if len({len(directions) for directions in stack}) > 1:
+        raise ValueError("to_torch: all recurrent layers must be the same kind and size")
+    return torch_module(stack, dropout)
 
 
 def from_keras(kernel, recurrent_kernel, bias=None, **layer_kwargs) -> LSTM:

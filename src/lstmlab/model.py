@@ -15,7 +15,17 @@ from . import losses as L
 from . import metrics as M
 from . import optim, saving
 from .callbacks import Callback, History, ProgbarLogger
-from .layers import Bidirectional, Dense, Embedding, Layer, RNNLayer, deserialize, recurrent_layers, serialize
+from .layers import (
+    Bidirectional,
+    Dense,
+    Embedding,
+    Layer,
+    RNNLayer,
+    deserialize,
+    explain,
+    recurrent_layers,
+    serialize,
+)
 from .training.loop import Loop, Position, Strategy, epoch_logs, fresh_sums
 from .validation import InputError, as_tensor, check_features, check_lengths, lengths_from_mask
 
@@ -113,8 +123,6 @@ class Sequential(nn.Module):
 
     def explain(self, x, lengths=None):
         """Attention weights (B, T) of the model's Attention layer for each example and step."""
-        from .attention import explain
-
         return explain(self, x, lengths)
 
     def recurrent_layers(self) -> list[RNNLayer]:

@@ -27,7 +27,8 @@ import warnings
 
 import torch
 
-from . import loop, native
+from .. import cells
+from . import fused, loop, native, reference
 from .taps import GATES, StepTaps
 
 ENGINES = ("auto", "fused", "native", "loop", "reference")
@@ -39,8 +40,6 @@ def fused_module():
     """The fused engine module, or None (with one warning) when it cannot be built here."""
     if "mod" not in _fused_state:
         try:
-            from . import fused
-
             fused.load()
             _fused_state["mod"] = fused
         except Exception as exc:  # noqa: BLE001 - any build failure means: use the fallback
@@ -52,7 +51,7 @@ def fused_module():
     return _fused_state["mod"]
 
 
-def resolve(engine: str, *, cell: str, taps: bool, rmask: bool, layer_norm: bool,
+def resolve(engine: str, *, cell: str | cells.Cell, taps: bool, rmask: bool, layer_norm: bool,
             activation: str, device: torch.device):
     """Pick the engine module for one call; raise ValueError when the request is impossible."""
     if engine not in ENGINES:
@@ -62,8 +61,6 @@ def resolve(engine: str, *, cell: str, taps: bool, rmask: bool, layer_norm: bool
             raise ValueError(f"engine={engine!r} does not support layer_norm=True; use 'loop' or 'auto'")
         return loop
     if engine == "reference":
-        from . import reference
-
         return reference
     if engine == "loop":
         return loop
@@ -97,30 +94,37 @@ def _gather_time(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
-def run(cell: str, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None, weights: tuple,
+def call(mod, cell: str | cells.Cell, x: torch.Tensor, states: tuple, weights: tuple, lengths=None, rmask=None,
+         activation: str = "tanh", taps: StepTaps | None = None, **kw) -> tuple:
+    """Call engine module ``mod``'s function for ``cell`` (named after it: ``mod.lstm``, ``mod.gru``,
+    ``mod.rnn``) with that cell's states, and ``activation`` where the cell's equations read it.
+    Returns ``(out, final_states)``."""
+    spec = cells.get(cell)
+    extra = (activation,) if spec.uses_activation else ()
+    out, *final = getattr(mod, spec.name)(x, *states, *weights, lengths, rmask, *extra, taps, **kw)
+    return out, tuple(final)
+
+
+def run(cell: str | cells.Cell, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None, weights: tuple,
         *, lengths: torch.Tensor | None = None, reverse: bool = False,
         rmask: torch.Tensor | None = None, activation: str = "tanh", engine: str = "auto",
         taps: StepTaps | None = None, layer_norm: tuple | None = None):
-    """Run one direction of one layer.  Returns ``(out, h_n, c_n)`` (``c_n`` None unless LSTM)."""
-    mod = resolve(engine, cell=cell, taps=taps is not None, rmask=rmask is not None,
+    """Run one direction of one layer.  Returns ``(out, h_n, c_n)`` (``c_n`` None unless the cell has one)."""
+    spec = cells.get(cell)
+    mod = resolve(engine, cell=spec, taps=taps is not None, rmask=rmask is not None,
                   layer_norm=layer_norm is not None, activation=activation, device=x.device)
     if reverse:
         idx = reverse_index(lengths, x.shape[0], x.shape[1], x.device)
         x = _gather_time(x, idx)
     inner = StepTaps() if (taps is not None and reverse) else taps
-    w_ih, w_hh, b_ih, b_hh = weights
-    if cell == "lstm":
-        kw = {"layer_norm": layer_norm} if layer_norm is not None else {}
-        out, h_n, c_n = mod.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, inner, **kw)
-    elif cell == "gru":
-        (out, h_n), c_n = mod.gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, inner), None
-    else:
-        (out, h_n), c_n = mod.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, activation, inner), None
+    states = (h0, c0)[:len(spec.states)]
+    kw = {"layer_norm": layer_norm} if layer_norm is not None else {}
+    out, final = call(mod, spec, x, states, weights, lengths, rmask, activation, inner, **kw)
     if reverse:
         out = _gather_time(out, idx)
         if taps is not None:
             _unreverse_taps(inner, taps, idx)
-    return out, h_n, c_n
+    return out, final[0], final[1] if spec.has_cell_state else None
 
 
 def _unreverse_taps(inner: StepTaps, outer: StepTaps, idx: torch.Tensor) -> None:
@@ -141,4 +145,4 @@ def _unreverse_taps(inner: StepTaps, outer: StepTaps, idx: torch.Tensor) -> None
     outer.pending.append(assemble)
 
 
-__all__ = ["ENGINES", "GATES", "StepTaps", "resolve", "run", "reverse_index", "fused_module"]
+__all__ = ["ENGINES", "GATES", "StepTaps", "resolve", "run", "call", "reverse_index", "fused_module"]

@@ -16,7 +16,10 @@ from collections.abc import Callable
 
 import torch
 
+from .. import cells
 from .taps import StepTaps, saturation_counts
+
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
 def step_mask(lengths: torch.Tensor | None, batch: int, steps: int, like: torch.Tensor) -> torch.Tensor | None:
@@ -60,6 +63,17 @@ def _record(taps: StepTaps | None, hs: list[torch.Tensor], cs: list[torch.Tensor
     taps.pending.append(assemble)
 
 
+def _record_taps(taps: StepTaps | None, cell: cells.Cell, acts: dict[str, list], mask: torch.Tensor | None,
+                 hs: list[torch.Tensor], cs: list[torch.Tensor] | None, units: int, activation: str = "tanh") -> None:
+    """Saturation counts from the gate values of every step, and hooks for the gradient norms."""
+    if taps is None:
+        return
+    taps.units = units
+    taps.saturated = saturation_counts(cell, {k: torch.stack(v) for k, v in acts.items()},
+                                       None if mask is None else mask[..., 0], activation)
+    _record(taps, hs, cs)
+
+
 def _carry(m: torch.Tensor | None, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
     return new if m is None else m * new + (1 - m) * old
 
@@ -75,7 +89,7 @@ def lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None,
     mask = step_mask(lengths, batch, steps, x)
     xw = torch.nn.functional.linear(x, w_ih, b_ih).transpose(0, 1)  # (T, B, 4H)
     h, c = h0, c0
-    hs, cs, outs, acts = [], [], [], {k: [] for k in "ifgo"}
+    hs, cs, outs, acts = [], [], [], {k: [] for k in cells.LSTM.gates}
     for t in range(steps):
         hr = h if rmask is None else h * rmask
         rec = torch.nn.functional.linear(hr, w_hh, b_hh)
@@ -90,13 +104,9 @@ def lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None,
         cs.append(c)
         outs.append(h if m is None else h * m)  # output read from the carried state h_t
         if taps is not None:
-            for k, v in zip("ifgo", (i, f, g, o)):
+            for k, v in zip(cells.LSTM.gates, (i, f, g, o), strict=True):
                 acts[k].append(v.detach())
-    if taps is not None:
-        taps.units = h0.shape[-1]
-        taps.saturated = saturation_counts(
-            "lstm", {k: torch.stack(v) for k, v in acts.items()}, None if mask is None else mask[..., 0])
-        _record(taps, hs, cs)
+    _record_taps(taps, cells.LSTM, acts, mask, hs, cs, h0.shape[-1])
     return torch.stack(outs, 1), h, c
 
 
@@ -106,7 +116,7 @@ def gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None):
     mask = step_mask(lengths, batch, steps, x)
     xw = torch.nn.functional.linear(x, w_ih, b_ih).transpose(0, 1)
     h = h0
-    hs, outs, acts = [], [], {k: [] for k in "rzn"}
+    hs, outs, acts = [], [], {k: [] for k in cells.GRU.gates}
     for t in range(steps):
         hr = h if rmask is None else h * rmask
         rec = torch.nn.functional.linear(hr, w_hh, b_hh)
@@ -121,13 +131,9 @@ def gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None):
         hs.append(h)
         outs.append(h if m is None else h * m)
         if taps is not None:
-            for k, v in zip("rzn", (r, z, n)):
+            for k, v in zip(cells.GRU.gates, (r, z, n), strict=True):
                 acts[k].append(v.detach())
-    if taps is not None:
-        taps.units = h0.shape[-1]
-        taps.saturated = saturation_counts(
-            "gru", {k: torch.stack(v) for k, v in acts.items()}, None if mask is None else mask[..., 0])
-        _record(taps, hs, None)
+    _record_taps(taps, cells.GRU, acts, mask, hs, None, h0.shape[-1])
     return torch.stack(outs, 1), h
 
 
@@ -135,10 +141,10 @@ def rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, activation="tan
     """Elman RNN over a (B, T, I) batch: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)."""
     batch, steps, _ = x.shape
     mask = step_mask(lengths, batch, steps, x)
-    act = torch.tanh if activation == "tanh" else torch.relu
+    act = ACTIVATIONS[activation]
     xw = torch.nn.functional.linear(x, w_ih, b_ih).transpose(0, 1)
     h = h0
-    hs, outs, acts = [], [], []
+    hs, outs, acts = [], [], {"h": []}
     for t in range(steps):
         hr = h if rmask is None else h * rmask
         h_new = act(xw[t] + torch.nn.functional.linear(hr, w_hh, b_hh))
@@ -147,10 +153,6 @@ def rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, activation="tan
         hs.append(h)
         outs.append(h if m is None else h * m)
         if taps is not None:
-            acts.append(h_new.detach())
-    if taps is not None:
-        taps.units = h0.shape[-1]
-        taps.saturated = saturation_counts(
-            "rnn", {"h": torch.stack(acts)}, None if mask is None else mask[..., 0], activation)
-        _record(taps, hs, None)
+            acts["h"].append(h_new.detach())
+    _record_taps(taps, cells.RNN, acts, mask, hs, None, h0.shape[-1], activation)
     return torch.stack(outs, 1), h

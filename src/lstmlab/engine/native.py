@@ -9,16 +9,23 @@ from __future__ import annotations
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .. import cells
 
-def supports(cell: str, activation: str, device: torch.device) -> bool:
+
+def kernel(cell: str | cells.Cell, activation: str = "tanh"):
+    """torch's kernel for ``cell``: ``torch.lstm``, ``torch.gru``, ``torch.rnn_tanh`` / ``rnn_relu``; None if none."""
+    spec = cells.get(cell)
+    name = spec.torch_name.lower() + (f"_{activation}" if spec.uses_activation else "")
+    return getattr(torch, name, None)
+
+
+def supports(cell: str | cells.Cell, activation: str, device: torch.device) -> bool:
     """Whether the native kernels implement this configuration."""
-    return cell in ("lstm", "gru") or activation in ("tanh", "relu")
+    return kernel(cell, activation) is not None
 
 
-def _call(cell: str, activation: str, x, hx, params, lengths):
-    fn = {"lstm": torch.lstm, "gru": torch.gru}.get(cell)
-    if fn is None:
-        fn = torch.rnn_tanh if activation == "tanh" else torch.rnn_relu
+def _call(cell: cells.Cell, activation: str, x, hx, params, lengths):
+    fn = kernel(cell, activation)
     steps = x.shape[1]
     if lengths is None:
         out, *hn = fn(x, hx, params, True, 1, 0.0, torch.is_grad_enabled(), False, True)
@@ -42,18 +49,18 @@ def _check(rmask, taps) -> None:
 
 def lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None):
     _check(rmask, taps)
-    out, (h_n, c_n) = _call("lstm", "tanh", x, (h0.unsqueeze(0), c0.unsqueeze(0)),
+    out, (h_n, c_n) = _call(cells.LSTM, "tanh", x, (h0.unsqueeze(0), c0.unsqueeze(0)),
                             [w_ih, w_hh, b_ih, b_hh], lengths)
     return out, h_n[0], c_n[0]
 
 
 def gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None):
     _check(rmask, taps)
-    out, (h_n,) = _call("gru", "tanh", x, h0.unsqueeze(0), [w_ih, w_hh, b_ih, b_hh], lengths)
+    out, (h_n,) = _call(cells.GRU, "tanh", x, h0.unsqueeze(0), [w_ih, w_hh, b_ih, b_hh], lengths)
     return out, h_n[0]
 
 
 def rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, activation="tanh", taps=None):
     _check(rmask, taps)
-    out, (h_n,) = _call("rnn", activation, x, h0.unsqueeze(0), [w_ih, w_hh, b_ih, b_hh], lengths)
+    out, (h_n,) = _call(cells.RNN, activation, x, h0.unsqueeze(0), [w_ih, w_hh, b_ih, b_hh], lengths)
     return out, h_n[0]

@@ -16,8 +16,8 @@ and against a step-by-step ``torch.autograd`` unroll):
 * ``grad_c_sq[t, b]`` likewise for the LSTM cell state ``c_t`` (``None`` for GRU / RNN).
 * ``saturated[gate][t, b]`` = number of units of ``gate`` at step ``t`` for example ``b``
   that are saturated: sigmoid gates outside ``(0.01, 0.99)``, tanh values with
-  ``|v| > 0.99``.  Gate names: LSTM ``i, f, g, o``; GRU ``r, z, n``; SimpleRNN ``h``
-  (tanh only; a relu RNN records the share of units that are exactly 0 -- "dead").
+  ``|v| > 0.99`` (thresholds and gate names from :mod:`lstmlab.cells`: LSTM ``i, f, g, o``;
+  GRU ``r, z, n``; SimpleRNN ``h``; a relu RNN records the units that are exactly 0 -- "dead").
   Padded steps (``t >= lengths[b]``) record 0.
 * ``units`` is the hidden size H, so ``saturated / units`` is a fraction.
 """
@@ -28,11 +28,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-SIGMOID_LOW = 0.01
-SIGMOID_HIGH = 0.99
-TANH_LIMIT = 0.99
+from .. import cells
+from ..cells import GATES, SIGMOID_HIGH, SIGMOID_LOW, TANH_LIMIT  # noqa: F401 - GATES: read by engine/fused.py
 
-GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": ("h",)}
+# How a unit is counted as saturated, by the kind the cell table gives each gate.
+SATURATED = {
+    "sigmoid": lambda v: (v < SIGMOID_LOW) | (v > SIGMOID_HIGH),
+    "tanh": lambda v: v.abs() > TANH_LIMIT,
+    "relu": lambda v: v == 0,  # dead units
+}
 
 
 @dataclass
@@ -61,21 +65,17 @@ class StepTaps:
         self.pending = []
 
 
-def saturation_counts(cell: str, gates: dict[str, torch.Tensor], mask: torch.Tensor | None,
+def saturation_counts(cell: str | cells.Cell, gates: dict[str, torch.Tensor], mask: torch.Tensor | None,
                       activation: str = "tanh") -> dict[str, torch.Tensor]:
     """Count saturated units per (t, b) from activated gate tensors of shape (T, B, H).
 
     Shared by the loop and reference engines; the fused engine computes the same counts
     inside its kernel.  ``mask`` is (T, B) with 1 for valid steps.
     """
+    spec = cells.get(cell)
     out: dict[str, torch.Tensor] = {}
     for name, v in gates.items():
-        if name in ("g", "n") or (cell == "rnn" and activation == "tanh"):
-            sat = v.abs() > TANH_LIMIT
-        elif cell == "rnn":  # relu: dead units
-            sat = v == 0
-        else:
-            sat = (v < SIGMOID_LOW) | (v > SIGMOID_HIGH)
+        sat = SATURATED[spec.gate_kind(name, activation)](v)
         cnt = sat.sum(-1).to(torch.float32)
         if mask is not None:
             cnt = cnt * mask.to(cnt.dtype)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lstm import Tape, _state, affine, float_dtype, sigmoid, step_mask
+from .core import Tape, affine, float_dtype, optional, scan, scan_backward, sigmoid, stack, state, zero_grads
 
 GATES = ("r", "z", "n")
 
@@ -84,45 +84,33 @@ def gru_forward(x: np.ndarray, h0: np.ndarray | None, weight_ih: np.ndarray, wei
     """GRU over a (B, T, I) batch in torch layout.  Returns ``(out (B,T,H), h_n, tape)``."""
     dtype = float_dtype(x)
     x = np.asarray(x, dtype=dtype)
-    batch, steps, _ = x.shape
     p = unpack(weight_ih, weight_hh, bias_ih, bias_hh, dtype)
-    hidden = p["W_hr"].shape[1]
-    rmask = None if rmask is None else np.asarray(rmask, dtype=dtype)
-    mask = step_mask(lengths, batch, steps, dtype)
-    h = _state(h0, batch, hidden, dtype)
-    out = np.zeros((batch, steps, hidden), dtype=dtype)
-    caches = []
-    for t in range(steps):
-        h_new, cache = gru_step(x[:, t], h, p, rmask)
-        m = mask[t]
-        out[:, t] = m * h_new
-        h = m * h_new + (1 - m) * h
-        caches.append(cache)
-    gates = {g: np.stack([c[f"{g}_t"] for c in caches]) if caches else np.zeros((0, batch, hidden), dtype)
-             for g in GATES}
-    return out, h, Tape("gru", p, caches, mask, rmask, x, gates)
+    batch, hidden = x.shape[0], p["W_hr"].shape[1]
+    rmask = optional(rmask, dtype)
+
+    def step(x_t, s):
+        h_t, cache = gru_step(x_t, s[0], p, rmask)
+        return (h_t,), cache
+
+    r = scan(step, x, (state(h0, batch, hidden, dtype),), lengths)
+    gates = stack(r.caches, {g: f"{g}_t" for g in GATES}, (0, batch, hidden), dtype)
+    return r.out, r.final[0], Tape("gru", p, r.caches, r.mask, rmask, x, gates, states={"h": r.new_states[0]})
 
 
 def gru_backward(tape: Tape, d_out: np.ndarray | None = None, dh_n: np.ndarray | None = None
                  ) -> dict[str, np.ndarray]:
     """Backprop through time: torch-layout parameter gradients, ``x``, ``h0``, ``rmask``, ``dh`` (T,B,H)."""
-    p, mask, rmask, x = tape.params, tape.mask, tape.rmask, tape.x
-    batch, steps, _ = x.shape
-    hidden = p["W_hr"].shape[1]
-    dtype = x.dtype
-    d_out = np.zeros((batch, steps, hidden), dtype) if d_out is None else np.asarray(d_out, dtype)
-    g = {k: np.zeros_like(v) for k, v in p.items()}
-    g["rmask"] = np.zeros((batch, hidden), dtype)
-    dx = np.zeros_like(x)
-    dh = np.zeros((steps, batch, hidden), dtype)
-    dh_next = _state(dh_n, batch, hidden, dtype)
-    for t in reversed(range(steps)):
-        m = mask[t]
-        dh[t] = dh_t = dh_next + m * d_out[:, t]
-        dh_prev, dx[:, t] = gru_step_backward(m * dh_t, tape.steps[t], p, g, rmask)
-        dh_next = dh_prev + (1 - m) * dh_t
+    p, rmask, x = tape.params, tape.rmask, tape.x
+    batch, hidden, dtype = x.shape[0], p["W_hr"].shape[1], x.dtype
+    g = zero_grads(p, batch, hidden, dtype)
+
+    def step_backward(d, s):
+        dh_prev, dx_t = gru_step_backward(d[0], s, p, g, rmask)
+        return (dh_prev,), dx_t, ()
+
+    dx, (dh0,), (dh,) = scan_backward(step_backward, tape, d_out, (state(dh_n, batch, hidden, dtype),))
     w_ih, w_hh, b_ih, b_hh = pack(g)
-    return dict(weight_ih=w_ih, weight_hh=w_hh, bias_ih=b_ih, bias_hh=b_hh, x=dx, h0=dh_next,
+    return dict(weight_ih=w_ih, weight_hh=w_hh, bias_ih=b_ih, bias_hh=b_hh, x=dx, h0=dh0,
                 rmask=None if rmask is None else g["rmask"], dh=dh)
 
 

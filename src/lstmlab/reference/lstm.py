@@ -22,61 +22,17 @@ Extras every engine supports: right-padded ``lengths`` (a padded step carries th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
+
+from .core import Tape, affine, float_dtype, optional, scan, scan_backward, sigmoid, stack, state, zero_grads
 
 TORCH_GATES = ("i", "f", "g", "o")  # row blocks of torch's weight_ih / weight_hh
 SEED_NAME = {"i": "i", "f": "f", "g": "c", "o": "o"}  # torch gate -> seed letter (W_i, W_f, W_c, W_o)
 
 
-# ----------------------------------------------------------------------------- small helpers
-
-def sigmoid(a: np.ndarray) -> np.ndarray:
-    """sigma(a) = 1 / (1 + exp(-a)), computed without overflow."""
-    return np.exp(-np.logaddexp(0, -a))
-
-
 def concat(h: np.ndarray, x: np.ndarray) -> np.ndarray:
     """[h, x] along the feature axis (the seed's ``[h_{t-1}, x_t]``)."""
     return np.concatenate([h, x], axis=-1)
-
-
-def affine(W: np.ndarray, v: np.ndarray, b: np.ndarray | float = 0.0) -> np.ndarray:
-    """``W @ v + b`` for every row ``v`` of a batch."""
-    return v @ W.T + b
-
-
-def float_dtype(x: np.ndarray) -> np.dtype:
-    """Compute in float32 when the input is float32 (or narrower), else float64."""
-    x = np.asarray(x)
-    return np.dtype(np.float32) if x.dtype in (np.float16, np.float32) else np.dtype(np.float64)
-
-
-def step_mask(lengths, batch: int, steps: int, dtype) -> np.ndarray:
-    """(T, B, 1) mask, 1 where step t < lengths[b] (all ones when ``lengths`` is None)."""
-    if lengths is None:
-        return np.ones((steps, batch, 1), dtype=dtype)
-    lengths = np.asarray(lengths).reshape(1, batch)
-    return (np.arange(steps).reshape(steps, 1) < lengths).astype(dtype)[..., None]
-
-
-def _state(s, batch: int, hidden: int, dtype) -> np.ndarray:
-    return np.zeros((batch, hidden), dtype=dtype) if s is None else np.asarray(s, dtype=dtype)
-
-
-@dataclass
-class Tape:
-    """Everything the backward pass needs from the forward pass of one sequence batch."""
-
-    cell: str
-    params: dict[str, np.ndarray]  # per-gate matrices / biases (cell-specific names)
-    steps: list[dict[str, np.ndarray]]  # per-step caches
-    mask: np.ndarray  # (T, B, 1), 1 on valid steps
-    rmask: np.ndarray | None  # (B, H) or None
-    x: np.ndarray  # (B, T, I)
-    gates: dict[str, np.ndarray] = field(default_factory=dict)  # activated gates (T, B, H), torch names
-    activation: str = "tanh"
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -172,33 +128,67 @@ def lstm_step_backward(dh_t: np.ndarray, dC_next: np.ndarray, s: dict[str, np.nd
     return dh_rec * rmask, dC_prev, dx_t, dC
 
 
+
+def layer_normalize(v: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float) -> np.ndarray:
+    """Normalise each row of ``v`` to zero mean and unit variance, then scale and shift (Ba et al. 2016)."""
+    out = (v - v.mean(-1, keepdims=True)) / np.sqrt(v.var(-1, keepdims=True) + eps)
+    out = out if weight is None else out * weight
+    return out if bias is None else out + bias
+
+
+def lstm_ln_step(x_t: np.ndarray, h_prev: np.ndarray, C_prev: np.ndarray, w: tuple, ln: tuple
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """One step of the layer-normalised LSTM (forward only; torch layout ``w = (w_ih, w_hh, b_ih, b_hh)``).
+
+    ``ln = (ln_ih, ln_hh, ln_c)``, each ``(weight, bias, eps)``: the two gate pre-activations are
+    normalised separately and the cell state before its tanh.  The loop engine runs the same.
+    """
+    w_ih, w_hh, b_ih, b_hh = w
+    pre = layer_normalize(affine(w_ih, x_t, b_ih), *ln[0]) + layer_normalize(affine(w_hh, h_prev, b_hh), *ln[1])
+    a_i, a_f, a_g, a_o = np.split(pre, 4, axis=-1)
+    i_t, f_t, C_tilde, o_t = sigmoid(a_i), sigmoid(a_f), np.tanh(a_g), sigmoid(a_o)
+    C_t = f_t * C_prev + i_t * C_tilde
+    h_t = o_t * np.tanh(layer_normalize(C_t, *ln[2]))
+    return h_t, C_t, dict(f_t=f_t, i_t=i_t, C_tilde=C_tilde, C_t=C_t, o_t=o_t)
+
+
 # ----------------------------------------------------------------------------- a sequence
+
+GATE_CACHE = {"i": "i_t", "f": "f_t", "g": "C_tilde", "o": "o_t"}  # torch gate name -> cache entry
+
 
 def lstm_forward(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None, weight_ih: np.ndarray,
                  weight_hh: np.ndarray, bias_ih: np.ndarray | None = None, bias_hh: np.ndarray | None = None,
-                 lengths: np.ndarray | None = None, rmask: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Tape]:
-    """LSTM over a (B, T, I) batch in torch layout.  Returns ``(out (B,T,H), h_n, c_n, tape)``."""
+                 lengths: np.ndarray | None = None, rmask: np.ndarray | None = None,
+                 layer_norm: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, Tape]:
+    """LSTM over a (B, T, I) batch in torch layout.  Returns ``(out (B,T,H), h_n, c_n, tape)``.
+
+    ``layer_norm``: ``(ln_ih, ln_hh, ln_c)`` runs :func:`lstm_ln_step` instead (forward only).
+    """
     dtype = float_dtype(x)
     x = np.asarray(x, dtype=dtype)
-    batch, steps, _ = x.shape
+    batch, _, _ = x.shape
     hidden = np.asarray(weight_hh).shape[1]
     p = {k: v.astype(dtype) for k, v in torch_to_seed(weight_ih, weight_hh, bias_ih, bias_hh).items()}
-    rmask = None if rmask is None else np.asarray(rmask, dtype=dtype)
-    mask = step_mask(lengths, batch, steps, dtype)
-    h, C = _state(h0, batch, hidden, dtype), _state(c0, batch, hidden, dtype)
-    out = np.zeros((batch, steps, hidden), dtype=dtype)
-    caches = []
-    for t in range(steps):
-        h_new, C_new, cache = lstm_step(x[:, t], h, C, p, rmask)
-        m = mask[t]
-        out[:, t] = m * h_new                  # padded steps output 0
-        h = m * h_new + (1 - m) * h            # ... and carry the state unchanged
-        C = m * C_new + (1 - m) * C
-        caches.append(cache)
-    gates = {g: np.stack([c[k] for c in caches]) if caches else np.zeros((0, batch, hidden), dtype)
-             for g, k in zip(TORCH_GATES, ("i_t", "f_t", "C_tilde", "o_t"), strict=True)}
-    return out, h, C, Tape("lstm", p, caches, mask, rmask, x, gates)
+    rmask = optional(rmask, dtype)
+    if layer_norm is None:
+        def step(x_t, s):
+            h_t, C_t, cache = lstm_step(x_t, *s, p, rmask)
+            return (h_t, C_t), cache
+    else:
+        if rmask is not None:
+            raise ValueError("rmask: the layer-normalised reference LSTM runs without recurrent dropout")
+        zeros = np.zeros(4 * hidden, dtype)
+        w = tuple(np.asarray(v, dtype) if v is not None else zeros for v in (weight_ih, weight_hh, bias_ih, bias_hh))
+        ln = tuple(tuple(optional(a, dtype) for a in (wt, b)) + (eps,) for wt, b, eps in layer_norm)
+
+        def step(x_t, s):
+            h_t, C_t, cache = lstm_ln_step(x_t, *s, w, ln)
+            return (h_t, C_t), cache
+    r = scan(step, x, (state(h0, batch, hidden, dtype), state(c0, batch, hidden, dtype)), lengths)
+    tape = Tape("lstm", p, r.caches, r.mask, rmask, x, stack(r.caches, GATE_CACHE, (0, batch, hidden), dtype),
+                states=dict(zip(("h", "c"), r.new_states, strict=True)), layer_norm=layer_norm is not None)
+    return r.out, r.final[0], r.final[1], tape
 
 
 def lstm_backward(tape: Tape, d_out: np.ndarray | None = None, dh_n: np.ndarray | None = None,
@@ -207,32 +197,21 @@ def lstm_backward(tape: Tape, d_out: np.ndarray | None = None, dh_n: np.ndarray 
     seed layout (``W_f, ..., b_f, ...``), ``x``, ``h0``, ``c0``, ``rmask`` (None without one) and the
     per-step totals ``dh``/``dc`` (T, B, H): ``dh[t] = dL/dh_t`` where ``h_t`` is the state after step t.
     """
-    p, mask, rmask, x = tape.params, tape.mask, tape.rmask, tape.x
-    batch, steps, _ = x.shape
-    hidden = p["W_f"].shape[0]
-    dtype = x.dtype
-    d_out = np.zeros((batch, steps, hidden), dtype) if d_out is None else np.asarray(d_out, dtype)
-    g = {k: np.zeros_like(v) for k, v in p.items()}
-    g["rmask"] = np.zeros((batch, hidden), dtype)
-    dx = np.zeros_like(x)
-    dh = np.zeros((steps, batch, hidden), dtype)
-    dc = np.zeros((steps, batch, hidden), dtype)
-    dh_next = _state(dh_n, batch, hidden, dtype)  # gradient reaching h_t from later steps / h_n
-    dC_next = _state(dc_n, batch, hidden, dtype)
-    for t in reversed(range(steps)):
-        m = mask[t]
-        dh[t] = dh_t = dh_next + m * d_out[:, t]  # out_t = m_t * h_t
-        dh_prev, dC_prev, dx[:, t], dC_t = lstm_step_backward(m * dh_t, m * dC_next, tape.steps[t], p, g,
-                                                              rmask)
-        dc[t] = dC_t + (1 - m) * dC_next          # total dL/dC_t (a padded step only passes it on)
-        dh_next = dh_prev + (1 - m) * dh_t        # h_t = m h_new + (1 - m) h_{t-1}
-        dC_next = dC_prev + (1 - m) * dC_next     # C_t = m C_new + (1 - m) C_{t-1}
+    if tape.layer_norm:
+        raise NotImplementedError("lstm_backward: the layer-normalised reference LSTM is forward only")
+    p, rmask, x = tape.params, tape.rmask, tape.x
+    batch, hidden, dtype = x.shape[0], p["W_f"].shape[0], x.dtype
+    g = zero_grads(p, batch, hidden, dtype)
+
+    def step_backward(d, s):
+        dh_prev, dC_prev, dx_t, dC_t = lstm_step_backward(*d, s, p, g, rmask)
+        return (dh_prev, dC_prev), dx_t, (dC_t,)
+
+    d_final = (state(dh_n, batch, hidden, dtype), state(dc_n, batch, hidden, dtype))
+    dx, (dh0, dc0), (dh, dc) = scan_backward(step_backward, tape, d_out, d_final)
     w_ih, w_hh, b, _ = seed_to_torch(g, hidden)
-    grads = dict(g, weight_ih=w_ih, weight_hh=w_hh, bias_ih=b, bias_hh=b.copy(), x=dx, h0=dh_next,
-                 c0=dC_next, dh=dh, dc=dc)
-    if rmask is None:
-        grads["rmask"] = None
-    return grads
+    return dict(g, weight_ih=w_ih, weight_hh=w_hh, bias_ih=b, bias_hh=b.copy(), x=dx, h0=dh0, c0=dc0,
+                dh=dh, dc=dc, rmask=None if rmask is None else g["rmask"])
 
 
 def lstm(x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None, weight_ih: np.ndarray,

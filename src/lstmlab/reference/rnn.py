@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lstm import Tape, _state, affine, float_dtype, step_mask
+from .core import Tape, affine, float_dtype, optional, scan, scan_backward, state, zero_grads
 
 ACTIVATIONS = ("tanh", "relu")
 
@@ -50,47 +50,36 @@ def rnn_forward(x: np.ndarray, h0: np.ndarray | None, weight_ih: np.ndarray, wei
         raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
     dtype = float_dtype(x)
     x = np.asarray(x, dtype=dtype)
-    batch, steps, _ = x.shape
-    hidden = np.asarray(weight_hh).shape[1]
+    batch, hidden = x.shape[0], np.asarray(weight_hh).shape[1]
     zeros = np.zeros(hidden, dtype)
     p = {"W_ih": np.asarray(weight_ih, dtype), "W_hh": np.asarray(weight_hh, dtype),
          "b_ih": zeros if bias_ih is None else np.asarray(bias_ih, dtype),
          "b_hh": zeros if bias_hh is None else np.asarray(bias_hh, dtype)}
-    rmask = None if rmask is None else np.asarray(rmask, dtype=dtype)
-    mask = step_mask(lengths, batch, steps, dtype)
-    h = _state(h0, batch, hidden, dtype)
-    out = np.zeros((batch, steps, hidden), dtype=dtype)
-    caches = []
-    for t in range(steps):
-        h_new, cache = rnn_step(x[:, t], h, p, activation, rmask)
-        m = mask[t]
-        out[:, t] = m * h_new
-        h = m * h_new + (1 - m) * h
-        caches.append(cache)
-    gates = {"h": np.stack([c["h_t"] for c in caches]) if caches else np.zeros((0, batch, hidden), dtype)}
-    return out, h, Tape("rnn", p, caches, mask, rmask, x, gates, activation)
+    rmask = optional(rmask, dtype)
+
+    def step(x_t, s):
+        h_t, cache = rnn_step(x_t, s[0], p, activation, rmask)
+        return (h_t,), cache
+
+    r = scan(step, x, (state(h0, batch, hidden, dtype),), lengths)
+    return r.out, r.final[0], Tape("rnn", p, r.caches, r.mask, rmask, x, {"h": r.new_states[0]}, activation,
+                                   states={"h": r.new_states[0]})
 
 
 def rnn_backward(tape: Tape, d_out: np.ndarray | None = None, dh_n: np.ndarray | None = None
                  ) -> dict[str, np.ndarray]:
     """Backprop through time: torch-layout parameter gradients, ``x``, ``h0``, ``rmask``, ``dh`` (T,B,H)."""
-    p, mask, rmask, x = tape.params, tape.mask, tape.rmask, tape.x
-    batch, steps, _ = x.shape
-    hidden = p["W_hh"].shape[1]
-    dtype = x.dtype
-    d_out = np.zeros((batch, steps, hidden), dtype) if d_out is None else np.asarray(d_out, dtype)
-    g = {k: np.zeros_like(v) for k, v in p.items()}
-    g["rmask"] = np.zeros((batch, hidden), dtype)
-    dx = np.zeros_like(x)
-    dh = np.zeros((steps, batch, hidden), dtype)
-    dh_next = _state(dh_n, batch, hidden, dtype)
-    for t in reversed(range(steps)):
-        m = mask[t]
-        dh[t] = dh_t = dh_next + m * d_out[:, t]
-        dh_prev, dx[:, t] = rnn_step_backward(m * dh_t, tape.steps[t], p, g, tape.activation, rmask)
-        dh_next = dh_prev + (1 - m) * dh_t
+    p, rmask, x = tape.params, tape.rmask, tape.x
+    batch, hidden, dtype = x.shape[0], p["W_hh"].shape[1], x.dtype
+    g = zero_grads(p, batch, hidden, dtype)
+
+    def step_backward(d, s):
+        dh_prev, dx_t = rnn_step_backward(d[0], s, p, g, tape.activation, rmask)
+        return (dh_prev,), dx_t, ()
+
+    dx, (dh0,), (dh,) = scan_backward(step_backward, tape, d_out, (state(dh_n, batch, hidden, dtype),))
     return dict(weight_ih=g["W_ih"], weight_hh=g["W_hh"], bias_ih=g["b_ih"], bias_hh=g["b_hh"], x=dx,
-                h0=dh_next, rmask=None if rmask is None else g["rmask"], dh=dh)
+                h0=dh0, rmask=None if rmask is None else g["rmask"], dh=dh)
 
 
 def rnn(x: np.ndarray, h0: np.ndarray | None, weight_ih: np.ndarray, weight_hh: np.ndarray,

@@ -102,7 +102,7 @@ def _pred_text(meta: Mapping, pred: np.ndarray | None, b: int) -> str:
 
 
 def _attention_one(model, ex: dict, label: str) -> list[str]:
-    from ..attention import explain
+    from ..layers import explain
 
     meta = ex["meta"]
     weights = explain(model, ex["x"], lengths=ex["lengths"])
@@ -130,7 +130,7 @@ def attention_section(models: dict[str, Any], ex: dict | None, why: str | None) 
     title = "Attention"
     if not models:
         return Section("attention", title, note("No model file in this run directory; nothing to explain."))
-    from ..attention import attention_layers
+    from ..layers import attention_layers
 
     with_att = {k: m for k, m in models.items() if attention_layers(m)}
     if not with_att:
@@ -152,7 +152,7 @@ def attention_section(models: dict[str, Any], ex: dict | None, why: str | None) 
 
 
 def _gates_one(model, ex: dict, label: str, max_directions: int) -> list[str]:
-    from ..trace import trace
+    from ..tracing import trace
 
     tr = trace(model, ex["x"][:1], lengths=None if ex["lengths"] is None else ex["lengths"][:1])
     out = []

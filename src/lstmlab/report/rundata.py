@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import attention  # noqa: F401 - registers the Attention layer for load_model
 from ..model import load_model
 from ..run import RunDir
 from . import figures as F

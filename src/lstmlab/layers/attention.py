@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import Layer, _check_choice, _check_positive_int, register_layer
-from .validation import InputError, check_lengths, lengths_from_mask
+from ..validation import InputError, check_lengths, lengths_from_mask
+from .base import Layer, check_choice, check_positive_int, run_eval
 
 __all__ = ["Attention", "explain", "attention_layers"]
 
@@ -45,7 +45,6 @@ def _trailing_zero_lengths(x: torch.Tensor) -> torch.Tensor | None:
     return lengths.cpu()
 
 
-@register_layer
 class Attention(Layer):
     """Softmax attention pooling over time with padding masked out.
 
@@ -66,9 +65,9 @@ class Attention(Layer):
                  infer_padding: bool = True, input_size: int | None = None, seed: int | None = None,
                  name: str | None = None) -> None:
         super().__init__(name)
-        _check_choice("kind", kind, ("additive", "dot"))
+        check_choice("kind", kind, ("additive", "dot"))
         if units is not None:
-            _check_positive_int("units", units)
+            check_positive_int("units", units)
             if kind == "dot":
                 raise ValueError("units: not used by kind='dot'; leave it None")
         self.kind = kind
@@ -79,7 +78,7 @@ class Attention(Layer):
         self.seed = seed
         self.last_attention: torch.Tensor | None = None
         if input_size is not None:
-            self.build((1, 1, _check_positive_int("input_size", input_size)), torch.get_default_dtype(),
+            self.build((1, 1, check_positive_int("input_size", input_size)), torch.get_default_dtype(),
                        torch.device("cpu"))
 
     def build(self, input_shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> None:
@@ -163,23 +162,7 @@ def explain(model: nn.Module, x, lengths=None) -> np.ndarray:
     if not layers:
         raise ValueError("model: has no Attention layer; add ll.Attention() after a recurrent layer with "
                          "return_sequences=True to get attention weights")
-    if not isinstance(x, torch.Tensor):
-        x = torch.as_tensor(np.asarray(x))
-    params = [p for p in model.parameters()]
-    if params and x.is_floating_point():
-        x = x.to(dtype=params[0].dtype, device=params[0].device)
-    if lengths is not None:
-        lengths = torch.as_tensor(np.asarray(lengths) if not isinstance(lengths, torch.Tensor) else lengths)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            if lengths is None:
-                model(x)
-            else:
-                model(x, lengths=lengths)
-    finally:
-        model.train(was)
+    run_eval(model, x, lengths)
     weights = layers[-1].last_attention
     if weights is None:
         raise ValueError("model: its Attention layer was not reached by the forward pass")
