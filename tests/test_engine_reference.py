@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lstmlab import cells
 from lstmlab.engine import StepTaps, reference, run
 
 CELLS = ["lstm", "gru", "rnn-tanh", "rnn-relu"]
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-NAMES = {"lstm": "ifgo", "gru": "rzn", "rnn": "h"}
 B, T, IN, H = 4, 6, 3, 5
 LENGTHS = torch.tensor([6, 2, 5, 1])
 
@@ -23,9 +22,10 @@ def make(cell: str, seed=0, scale=0.5, dtype=torch.float64, rmask=False):
     base, _ = _kind(cell)
     g = torch.Generator().manual_seed(seed)
     rn = lambda *s: torch.randn(*s, generator=g, dtype=dtype)
-    a = {"x": rn(B, T, IN), "h0": rn(B, H) * 0.5, "c0": rn(B, H) * 0.5 if base == "lstm" else None,
-         "weights": [rn(GATES[base] * H, IN) * scale, rn(GATES[base] * H, H) * scale,
-                     rn(GATES[base] * H) * 0.3, rn(GATES[base] * H) * 0.3]}
+    spec = cells.get(base)
+    G = spec.n_gates * H
+    a = {"x": rn(B, T, IN), "h0": rn(B, H) * 0.5, "c0": rn(B, H) * 0.5 if spec.has_cell_state else None,
+         "weights": [rn(G, IN) * scale, rn(G, H) * scale, rn(G) * 0.3, rn(G) * 0.3]}
     a["rmask"] = (torch.rand(B, H, generator=g) > 0.3).to(dtype) / 0.7 if rmask else None
     up = {"out": rn(B, T, H), "h_n": rn(B, H), "c_n": rn(B, H)}
     return a, up

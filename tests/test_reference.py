@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from lstmlab import cells
 from lstmlab.engine import loop
 from lstmlab.reference import (
     gradcheck,
@@ -25,7 +26,6 @@ from lstmlab.reference import (
 )
 
 CELLS = ["lstm", "gru", "rnn-tanh", "rnn-relu"]
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
@@ -38,7 +38,7 @@ def make(cell: str, batch=3, steps=5, inp=3, hidden=4, seed=0, lengths=False, rm
     """Random float64 problem: inputs, parameters, upstream gradients."""
     base, _ = _kind(cell)
     rng = np.random.default_rng(seed)
-    g = GATES[base] * hidden
+    g = cells.get(base).n_gates * hidden
     a = {
         "x": rng.normal(size=(batch, steps, inp)),
         "h0": rng.normal(size=(batch, hidden)) * 0.5,
@@ -202,6 +202,30 @@ def test_gradients_match_loop_engine(cell, variant):
     for k, v in t.items():
         if k != "rmask":
             np.testing.assert_allclose(g[k], v.grad.numpy(), rtol=0, atol=1e-11, err_msg=k)
+
+
+def test_layer_norm_lstm_matches_loop_engine_and_is_forward_only():
+    """The layer-normalised reference step (trace uses it) against the loop engine's torch LayerNorms."""
+    a, up, lens = make("lstm", seed=9, lengths=True)
+    g = torch.Generator().manual_seed(9)
+    lns = [torch.nn.LayerNorm(n, dtype=torch.float64) for n in (16, 16, 4)]
+    with torch.no_grad():
+        for ln in lns:
+            ln.weight.copy_(torch.rand(ln.weight.shape, generator=g, dtype=torch.float64) + 0.5)
+            ln.bias.copy_(torch.rand(ln.bias.shape, generator=g, dtype=torch.float64) - 0.5)
+    ln_np = tuple((ln.weight.detach().numpy(), ln.bias.detach().numpy(), ln.eps) for ln in lns)
+    out, h_n, c_n, tape = lstm_forward(a["x"], a["h0"], a["c0"], *(a[k] for k in PARAMS), lengths=lens,
+                                       layer_norm=ln_np)
+    t = {k: torch.from_numpy(v) for k, v in a.items()}
+    with torch.no_grad():
+        out2, h2, c2 = loop.lstm(t["x"], t["h0"], t["c0"], *(t[k] for k in PARAMS), torch.from_numpy(lens),
+                                 None, None, layer_norm=tuple(lns))
+    for mine, theirs in ((out, out2), (h_n, h2), (c_n, c2)):
+        np.testing.assert_allclose(mine, theirs.numpy(), rtol=0, atol=1e-12)
+    with pytest.raises(NotImplementedError, match="forward only"):
+        lstm_backward(tape, up["out"])
+    with pytest.raises(ValueError, match="rmask"):
+        lstm_forward(a["x"], a["h0"], a["c0"], *(a[k] for k in PARAMS), rmask=np.ones((3, 4)), layer_norm=ln_np)
 
 
 # ----------------------------------------------------------------------------- per-step dL/dh_t

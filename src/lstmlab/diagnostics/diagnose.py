@@ -16,16 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import cells
 from ..engine.taps import StepTaps
 from ..layers import Bidirectional, RNNLayer
 from ..validation import InputError, as_tensor, check_lengths
 from . import detectors, remedies
 from .lossfn import LossFn
 from .report import GradientReport
-
-BLOCK_NAMES = {"lstm": {"i": "W_i", "f": "W_f", "g": "W_c", "o": "W_o"},
-               "gru": {"r": "W_r", "z": "W_z", "n": "W_n"},
-               "rnn": {"h": "W_h"}}
 
 
 @dataclass
@@ -115,8 +112,8 @@ def _rnn_norms(layer: RNNLayer, grads: bool) -> dict[str, float]:
     if layer.use_bias:
         d["bias"] = _norm([get(layer.bias_ih), get(layer.bias_hh)])
     if w_ih is not None and w_hh is not None:
-        for gate, sl in layer.gate_blocks().items():
-            d[BLOCK_NAMES[layer.cell][gate]] = _norm([w_ih[sl], w_hh[sl]])
+        for seed_name, sl in zip(layer.cell_spec.seed_names, layer.gate_blocks().values(), strict=True):
+            d[seed_name] = _norm([w_ih[sl], w_hh[sl]])
     if not grads and w_hh is not None and bool(torch.isfinite(w_hh).all()):
         d["weight_hh_sigma_max"] = float(torch.linalg.matrix_norm(w_hh.detach().double(), 2))
     return {k: v for k, v in d.items() if v is not None}
@@ -191,7 +188,7 @@ def layer_info(d: Direction, steps: int) -> dict:
     layer = d.layer
     return {"cell": layer.cell, "units": layer.units, "steps": steps, "reverse": d.reverse,
             "activation": layer.activation, "recurrent_initializer": layer.recurrent_initializer,
-            "unit_forget_bias": bool(getattr(layer, "unit_forget_bias", False)) and layer.cell == "lstm",
+            "unit_forget_bias": bool(getattr(layer, "unit_forget_bias", False)) and layer.cell_spec.chrono,
             "bias_initializer": layer.bias_initializer,
             "layer_norm": bool(getattr(layer, "layer_norm", False)),
             "engine": layer.engine}
@@ -284,10 +281,7 @@ def judge(report: GradientReport, model: nn.Module | None, dirs: list[Direction]
             reasons.append(_reason(d.name, st, v, profile))
         for gate, frac in report.per_gate.get(d.name, {}).items():
             if frac >= detectors.SATURATION_HIGH:
-                cell, act = d.layer.cell, d.layer.activation
-                kind = "|tanh| > 0.99" if gate in ("g", "n") or cell == "rnn" else "outside (0.01, 0.99)"
-                if cell == "rnn" and act == "relu":
-                    kind = "dead (relu output 0)"
+                kind = cells.SATURATION_RULES[d.layer.cell_spec.gate_kind(gate, d.layer.activation)]
                 extra.append(f"{d.name}: {frac:.0%} of gate '{gate}' values are saturated ({kind}); "
                              "their derivative is < 0.01, so little gradient passes through them")
     nf = report.nonfinite

@@ -8,8 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from .detectors import EXPLODING_RATIO, VANISHING_RATIO
 
-def _figure(width: float, height: float):
+
+def new_figure(width: float, height: float):
+    """A matplotlib Figure on an Agg canvas (no pyplot: headless, the user's backend untouched)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -18,7 +21,8 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _save(fig, path) -> None:
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """Save ``fig`` as .png (at ``dpi``), .svg or .pdf by the extension of ``path``; folders are created."""
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".png", ".svg", ".pdf"):
@@ -26,7 +30,7 @@ def _save(fig, path) -> None:
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    fig.savefig(path, dpi=110 if ext == ".png" else None)
+    fig.savefig(path, dpi=dpi if ext == ".png" else None)
 
 
 def _positive(v: np.ndarray) -> np.ndarray:
@@ -39,7 +43,7 @@ def plot_report(report, path=None):
     """``||dL/dh_t||`` vs t (log scale) for every direction, and gate saturation (gates x time)."""
     names = list(report.per_step)
     rows = [(n, g) for n in names for g in report.per_gate_step.get(n, {})]
-    fig = _figure(9.0, 3.6 + 0.25 * max(len(rows), 4))
+    fig = new_figure(9.0, 3.6 + 0.25 * max(len(rows), 4))
     ax, ax2 = fig.subplots(2, 1, height_ratios=[3, max(1.5, 0.35 * len(rows))])
     colors = [f"C{k % 10}" for k in range(len(names))]
     for n, c in zip(names, colors, strict=True):
@@ -84,7 +88,7 @@ def plot_report(report, path=None):
     else:
         ax2.set_axis_off()
     if path is not None:
-        _save(fig, path)
+        save_figure(fig, path)
     return fig
 
 
@@ -120,7 +124,7 @@ def plot_history(history, path=None):
     metrics = [k for k in hist if not k.startswith("val_") and k != "loss"]
     n_top = 1 + len(metrics)
     n_grad = 2 if records else 0
-    fig = _figure(9.0, 2.4 * (n_top + n_grad))
+    fig = new_figure(9.0, 2.4 * (n_top + n_grad))
     axes = fig.subplots(n_top + n_grad, 1, squeeze=False)[:, 0]
     for ax, key in zip(axes[:n_top], ["loss"] + metrics, strict=True):
         for k, style in ((key, "-"), (f"val_{key}", "--")):
@@ -151,8 +155,6 @@ def plot_history(history, path=None):
         keys = sorted({k for r in records for k in r if k.startswith("decay/")})
         for key in keys or ["decay"]:
             ax.plot(steps, [_num(r.get(key)) for r in records], marker=".", label=key)
-        from .detectors import EXPLODING_RATIO, VANISHING_RATIO
-
         ax.axhline(math.log10(VANISHING_RATIO), color="tab:blue", ls=":", lw=1, label="vanishing threshold")
         ax.axhline(math.log10(EXPLODING_RATIO), color="tab:red", ls=":", lw=1, label="exploding threshold")
         ax.set_ylabel("log10 gradient ratio first/last step")
@@ -167,5 +169,5 @@ def plot_history(history, path=None):
                 axes[n_top].annotate(str(e.get("event")), (s, 1.0), xycoords=("data", "axes fraction"),
                                      fontsize=6, rotation=90, va="top")
     if path is not None:
-        _save(fig, path)
+        save_figure(fig, path)
     return fig

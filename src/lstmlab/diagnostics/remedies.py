@@ -6,6 +6,8 @@ one), written the way a user types it.
 
 from __future__ import annotations
 
+from .. import cells
+
 CLIP = "compile(clipnorm=1.0)"
 GLOBAL_CLIP = "compile(global_clipnorm=1.0)"
 LOWER_LR = "compile(optimizer=ll.Adam(learning_rate=1e-4))  (a smaller learning rate)"
@@ -35,6 +37,64 @@ def _unique(items: list[str]) -> list[str]:
     return [s for s in items if not (s in seen or seen.add(s))]
 
 
+def _vanishing_rnn(infos: list[dict], steps: int) -> list[str]:
+    irnn = all(i.get("activation") == "relu" and i.get("recurrent_initializer") == "identity" for i in infos)
+    return [REPLACE_RNN] + ([] if irnn else [IRNN])
+
+
+def _vanishing_lstm(infos: list[dict], steps: int) -> list[str]:
+    out = []
+    if any(i.get("bias_initializer") != "chrono" for i in infos):
+        out.append(chrono(steps))
+    if any(not i.get("unit_forget_bias") and i.get("bias_initializer") != "chrono" for i in infos):
+        out.append(FORGET_BIAS)
+    if not all(i.get("layer_norm") for i in infos):
+        out.append(LAYER_NORM)
+    return out
+
+
+def _vanishing_gru(infos: list[dict], steps: int) -> list[str]:
+    return [f"replace GRU with {chrono(steps)}"]
+
+
+# cell -> its own advice against vanishing gradients, in the order it is given
+VANISHING = {cells.RNN.name: _vanishing_rnn, cells.LSTM.name: _vanishing_lstm, cells.GRU.name: _vanishing_gru}
+
+
+def _cell(info: dict) -> cells.Cell | None:
+    return cells.CELLS.get(info.get("cell"))
+
+
+def _without_layer_norm(infos: list[dict]) -> bool:
+    """Some direction's cell supports layer norm and does not use it."""
+    return any((c := _cell(i)) is not None and c.layer_norm and not i.get("layer_norm") for i in infos)
+
+
+def _exploding(infos: list[dict], steps: int, clipped: bool, nonfinite: bool) -> list[str]:
+    out = [LOWER_LR if clipped else CLIP] + ([ROLLBACK] if nonfinite else []) + [tbptt(steps)]
+    if not clipped:
+        out.append(LOWER_LR)
+    if _without_layer_norm(infos):
+        out.append(LAYER_NORM)
+    out += [L2, WEIGHT_DECAY]
+    if any(i.get("recurrent_initializer") != "orthogonal" for i in infos):
+        out.append(ORTHOGONAL)
+    return out
+
+
+def _vanishing(infos: list[dict], steps: int, saturated: bool) -> list[str]:
+    out: list[str] = []
+    for name, advise in VANISHING.items():
+        mine = [i for i in infos if i.get("cell") == name]
+        if mine:
+            out += advise(mine, steps)
+    # gated cells want an orthogonal W_hh; a plain RNN got the IRNN (identity) advice above
+    if any(i.get("recurrent_initializer") != "orthogonal" and ((c := _cell(i)) is None or c.gated)
+           for i in infos):
+        out.append(ORTHOGONAL)
+    return out + ([SCALE_INPUTS] if saturated else [])
+
+
 def suggest(verdict: str, layers: dict[str, dict], verdicts: dict[str, str] | None = None,
             saturation: float = 0.0, clipped: bool = False, nonfinite: bool = False,
             saturation_high: float = 0.5) -> list[str]:
@@ -48,44 +108,16 @@ def suggest(verdict: str, layers: dict[str, dict], verdicts: dict[str, str] | No
     verdicts = verdicts or {}
     bad = [n for n, v in verdicts.items() if v == verdict] or list(layers)
     infos = [layers[n] for n in bad if n in layers]
-    cells = {i.get("cell") for i in infos}
     steps = max([int(i.get("steps") or 0) for i in infos] + [1])
-    out: list[str] = []
+    saturated = saturation >= saturation_high
     if verdict == "exploding":
-        out.append(LOWER_LR if clipped else CLIP)
-        if nonfinite:
-            out.append(ROLLBACK)
-        out.append(tbptt(steps))
-        if not clipped:
-            out.append(LOWER_LR)
-        if "lstm" in cells and not all(i.get("layer_norm") for i in infos if i.get("cell") == "lstm"):
-            out.append(LAYER_NORM)
-        out += [L2, WEIGHT_DECAY]
-        if any(i.get("recurrent_initializer") != "orthogonal" for i in infos):
-            out.append(ORTHOGONAL)
+        out = _exploding(infos, steps, clipped, nonfinite)
     elif verdict == "vanishing":
-        if "rnn" in cells:
-            out.append(REPLACE_RNN)
-            if any(not (i.get("activation") == "relu" and i.get("recurrent_initializer") == "identity")
-                   for i in infos if i.get("cell") == "rnn"):
-                out.append(IRNN)
-        if "lstm" in cells:
-            lstm = [i for i in infos if i.get("cell") == "lstm"]
-            if any(i.get("bias_initializer") != "chrono" for i in lstm):
-                out.append(chrono(steps))
-            if any(not i.get("unit_forget_bias") and i.get("bias_initializer") != "chrono" for i in lstm):
-                out.append(FORGET_BIAS)
-            if not all(i.get("layer_norm") for i in lstm):
-                out.append(LAYER_NORM)
-        if "gru" in cells:
-            out.append(f"replace GRU with {chrono(steps)}")
-        if any(i.get("recurrent_initializer") != "orthogonal" and i.get("cell") != "rnn" for i in infos):
-            out.append(ORTHOGONAL)
-        if saturation >= saturation_high:
-            out.append(SCALE_INPUTS)
+        out = _vanishing(infos, steps, saturated)
+    elif saturated:
+        out = [SCALE_INPUTS] + ([LAYER_NORM] if any(c and c.layer_norm for c in map(_cell, infos)) else [])
     else:
-        if saturation >= saturation_high:
-            out += [SCALE_INPUTS] + ([LAYER_NORM] if "lstm" in cells else [])
+        out = []
     return _unique(out)
 
 

@@ -13,8 +13,8 @@ would hide those modules.
 from __future__ import annotations
 
 from .core import Tape, scan, scan_backward, sigmoid
-from .generic import backward, forward
 from .finite_differences import gradcheck, max_error, numerical_grad
+from .generic import backward, forward
 from .gru import gru_backward, gru_forward, gru_step
 from .lstm import (
     join_concat,

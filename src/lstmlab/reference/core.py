@@ -137,3 +137,20 @@ def zero_grads(p: dict[str, np.ndarray], batch: int, hidden: int, dtype) -> dict
     g = {k: np.zeros_like(v) for k, v in p.items()}
     g["rmask"] = np.zeros((batch, hidden), dtype)
     return g
+
+
+def scan_backward_h(step_backward: Callable, tape: Tape, d_out, dh_n, hidden: int) -> tuple:
+    """:func:`scan_backward` for a cell whose only state is ``h`` (GRU, SimpleRNN).
+
+    ``step_backward(dh_t, cache, grads) -> (dh_prev, dx_t)`` accumulates parameter gradients into
+    ``grads``.  Returns ``(grads, dx, dh0, dh)``.
+    """
+    batch, dtype = tape.x.shape[0], tape.x.dtype
+    g = zero_grads(tape.params, batch, hidden, dtype)
+
+    def step(d, s):
+        dh_prev, dx_t = step_backward(d[0], s, g)
+        return (dh_prev,), dx_t, ()
+
+    dx, (dh0,), (dh,) = scan_backward(step, tape, d_out, (state(dh_n, batch, hidden, dtype),))
+    return g, dx, dh0, dh

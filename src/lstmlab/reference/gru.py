@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Tape, affine, float_dtype, optional, scan, scan_backward, sigmoid, stack, state, zero_grads
+from .core import Tape, affine, float_dtype, optional, scan, scan_backward_h, sigmoid, stack, state
 
 GATES = ("r", "z", "n")
 
@@ -100,15 +100,9 @@ def gru_forward(x: np.ndarray, h0: np.ndarray | None, weight_ih: np.ndarray, wei
 def gru_backward(tape: Tape, d_out: np.ndarray | None = None, dh_n: np.ndarray | None = None
                  ) -> dict[str, np.ndarray]:
     """Backprop through time: torch-layout parameter gradients, ``x``, ``h0``, ``rmask``, ``dh`` (T,B,H)."""
-    p, rmask, x = tape.params, tape.rmask, tape.x
-    batch, hidden, dtype = x.shape[0], p["W_hr"].shape[1], x.dtype
-    g = zero_grads(p, batch, hidden, dtype)
-
-    def step_backward(d, s):
-        dh_prev, dx_t = gru_step_backward(d[0], s, p, g, rmask)
-        return (dh_prev,), dx_t, ()
-
-    dx, (dh0,), (dh,) = scan_backward(step_backward, tape, d_out, (state(dh_n, batch, hidden, dtype),))
+    p, rmask = tape.params, tape.rmask
+    g, dx, dh0, dh = scan_backward_h(lambda dh_t, s, grads: gru_step_backward(dh_t, s, p, grads, rmask),
+                                     tape, d_out, dh_n, p["W_hr"].shape[1])
     w_ih, w_hh, b_ih, b_hh = pack(g)
     return dict(weight_ih=w_ih, weight_hh=w_hh, bias_ih=b_ih, bias_hh=b_hh, x=dx, h0=dh0,
                 rmask=None if rmask is None else g["rmask"], dh=dh)

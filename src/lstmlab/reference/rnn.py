@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Tape, affine, float_dtype, optional, scan, scan_backward, state, zero_grads
+from .core import Tape, affine, float_dtype, optional, scan, scan_backward_h, state
 
 ACTIVATIONS = ("tanh", "relu")
 
@@ -69,15 +69,9 @@ def rnn_forward(x: np.ndarray, h0: np.ndarray | None, weight_ih: np.ndarray, wei
 def rnn_backward(tape: Tape, d_out: np.ndarray | None = None, dh_n: np.ndarray | None = None
                  ) -> dict[str, np.ndarray]:
     """Backprop through time: torch-layout parameter gradients, ``x``, ``h0``, ``rmask``, ``dh`` (T,B,H)."""
-    p, rmask, x = tape.params, tape.rmask, tape.x
-    batch, hidden, dtype = x.shape[0], p["W_hh"].shape[1], x.dtype
-    g = zero_grads(p, batch, hidden, dtype)
-
-    def step_backward(d, s):
-        dh_prev, dx_t = rnn_step_backward(d[0], s, p, g, tape.activation, rmask)
-        return (dh_prev,), dx_t, ()
-
-    dx, (dh0,), (dh,) = scan_backward(step_backward, tape, d_out, (state(dh_n, batch, hidden, dtype),))
+    p, rmask, act = tape.params, tape.rmask, tape.activation
+    g, dx, dh0, dh = scan_backward_h(lambda dh_t, s, grads: rnn_step_backward(dh_t, s, p, grads, act, rmask),
+                                     tape, d_out, dh_n, p["W_hh"].shape[1])
     return dict(weight_ih=g["W_ih"], weight_hh=g["W_hh"], bias_ih=g["b_ih"], bias_hh=g["b_hh"], x=dx,
                 h0=dh0, rmask=None if rmask is None else g["rmask"], dh=dh)
 

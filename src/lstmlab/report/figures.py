@@ -6,7 +6,7 @@ embeddable PNG data.
 
 * :func:`attention_text` - tokens shaded by attention weight
 * :func:`attention_series` - a time series with its steps shaded by attention weight
-* :func:`gate_heatmap` - gate x time for one example of a :func:`lstmlab.trace.trace` entry
+* :func:`gate_heatmap` - gate x time for one example of a :func:`lstmlab.trace` entry
 * :func:`gradient_flow` - ``||dL/dh_t||`` vs t (log scale) from a GradientReport or a record
 * :func:`training_curves` - loss and metrics per epoch from ``metrics.jsonl`` rows
 * :func:`health_timeline` - gradient decay per GradientMonitor sample, coloured by verdict, with events
@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import cells
+from ..diagnostics.detectors import EXPLODING_RATIO, VANISHING_RATIO
+from ..diagnostics.plots import new_figure, save_figure
 from ..run.files import read_jsonl
 
 __all__ = ["attention_text", "attention_series", "gate_heatmap", "gradient_flow", "training_curves",
@@ -35,25 +38,9 @@ VERDICT_COLORS = {"healthy": "#2e7d32", "vanishing": "#1565c0", "exploding": "#c
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def _finish(fig, path):
     if path is not None:
-        path = os.fspath(path)
-        ext = os.path.splitext(path)[1].lower()
-        if ext not in (".png", ".svg", ".pdf"):
-            raise ValueError(f"path: expected a .png, .svg or .pdf file name, got {path!r}")
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        fig.savefig(path, dpi=100 if ext == ".png" else None)
+        save_figure(fig, path, dpi=100)
     return fig
 
 
@@ -127,7 +114,7 @@ def attention_text(tokens: Sequence[str], weights, title: str | None = None, pat
             used = 0
         lines[-1].append(k)
         used += n
-    fig = _figure(width, 0.9 + 0.32 * len(lines))
+    fig = new_figure(width, 0.9 + 0.32 * len(lines))
     ax = fig.add_subplot()
     ax.set_axis_off()
     ax.set_xlim(0, chars_per_line)
@@ -165,7 +152,7 @@ def attention_series(values, weights, title: str | None = None, path=None, featu
     if len(w) < steps:
         w = np.concatenate([w, np.zeros(steps - len(w))])
     top = float(w.max()) if w.max() > 0 else 1.0
-    fig = _figure(width, 3.2)
+    fig = new_figure(width, 3.2)
     ax, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[2.2, 1])
     lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
     pad = 0.05 * (hi - lo) if hi > lo else 0.5
@@ -204,12 +191,13 @@ GATE_LABELS = {"i": "input gate i", "f": "forget gate f", "g": "candidate g", "o
 
 def gate_heatmap(entry: Mapping[str, Any], example: int = 0, title: str | None = None, path=None,
                  max_units: int = 32, width: float = 9.0):
-    """Gate x time for one example of a :func:`lstmlab.trace.trace` entry.
+    """Gate x time for one example of a :func:`lstmlab.trace` entry.
 
     Top: the mean activation over units of each gate and state (rows) at each valid step.  Below:
     one units x time panel per gate (first ``max_units`` units).
     """
-    cell = str(entry.get("cell", "lstm"))
+    cell = str(entry.get("cell", cells.LSTM.name))
+    spec = cells.CELLS.get(cell)
     gates = list(entry.get("gates", ())) or []
     rows = [g for g in gates if g in entry] + [s for s in ("c", "h") if s in entry]
     if not rows:
@@ -221,7 +209,7 @@ def gate_heatmap(entry: Mapping[str, Any], example: int = 0, title: str | None =
     units = arrays[rows[0]].shape[1]
     shown = min(units, max_units)
     panels = [g for g in gates if g in arrays] or [k for k in ("h",) if k in arrays]  # SimpleRNN: h
-    fig = _figure(width, 1.2 + 0.32 * len(rows) + 1.05 * len(panels))
+    fig = new_figure(width, 1.2 + 0.32 * len(rows) + 1.05 * len(panels))
     axes = fig.subplots(1 + len(panels), 1, sharex=True, squeeze=False,
                         height_ratios=[max(1.2, 0.32 * len(rows))] + [1.0] * len(panels))[:, 0]
     mean = np.stack([arrays[k].mean(1) for k in rows])
@@ -234,7 +222,7 @@ def gate_heatmap(entry: Mapping[str, Any], example: int = 0, title: str | None =
     fig.colorbar(im, ax=axes[0], fraction=0.025, pad=0.01)
     for ax, g in zip(axes[1:], panels, strict=True):
         a = arrays[g][:, :shown].T
-        sig = g not in ("g", "n", "c", "h")
+        sig = spec is not None and g in spec.gates and spec.gate_kind(g) == "sigmoid"
         im = ax.imshow(a, aspect="auto", interpolation="nearest", cmap="magma" if sig else "coolwarm",
                        vmin=0.0 if sig else -1.0, vmax=1.0)
         ax.set_ylabel(f"{g}\nunits", fontsize=7)
@@ -290,7 +278,7 @@ def gradient_flow(source, title: str | None = None, path=None, width: float = 9.
     verdict = getattr(source, "verdict", None) or (source.get("verdict") if isinstance(source, Mapping)
                                                    else None)
     decay = getattr(source, "decay", None) or (source.get("decay") if isinstance(source, Mapping) else None)
-    fig = _figure(width, 3.4)
+    fig = new_figure(width, 3.4)
     ax = fig.add_subplot()
     for k, (name, prof) in enumerate(profiles.items()):
         label = name
@@ -342,7 +330,7 @@ def training_curves(rows: Iterable[Mapping[str, Any]] | str | os.PathLike, title
         keys.insert(0, "loss")
     keys = keys[:4] or ["loss"]
     epochs = np.array([_num(r.get("epoch", k + 1)) for k, r in enumerate(rows)])
-    fig = _figure(width, 2.3 * len(keys) + 0.4)
+    fig = new_figure(width, 2.3 * len(keys) + 0.4)
     axes = fig.subplots(len(keys), 1, sharex=True, squeeze=False)[:, 0]
     for ax, key in zip(axes, keys, strict=True):
         for k, style in ((key, "-"), (f"val_{key}", "--")):
@@ -377,7 +365,7 @@ def compare_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], keys:
     if not histories:
         raise ValueError("histories: no runs to compare")
     keys = [k for k in keys if any(h.get(k) for h in histories.values())] or ["loss"]
-    fig = _figure(width, 2.6 * len(keys) + 0.4)
+    fig = new_figure(width, 2.6 * len(keys) + 0.4)
     axes = fig.subplots(len(keys), 1, sharex=True, squeeze=False)[:, 0]
     for ax, key in zip(axes, keys, strict=True):
         positive = True
@@ -410,7 +398,7 @@ def health_timeline(records: Sequence[Mapping[str, Any]] | Mapping[str, Sequence
     groups = dict(records) if isinstance(records, Mapping) else {"": list(records)}
     if not any(groups.values()) and not events:
         raise ValueError("records: no gradient-health samples to plot")
-    fig = _figure(width, 4.2)
+    fig = new_figure(width, 4.2)
     ax, ax2 = fig.subplots(2, 1, sharex=True)
     seen: set[str] = set()
     for g, (group, recs) in enumerate(groups.items()):
@@ -429,13 +417,8 @@ def health_timeline(records: Sequence[Mapping[str, Any]] | Mapping[str, Sequence
                 ax.scatter(steps[sel], y, s=18, color=color, zorder=3,
                            label=None if verdict in seen else verdict)
                 seen.add(verdict)
-    try:
-        from ..diagnostics.detectors import EXPLODING_RATIO, VANISHING_RATIO
-
-        ax.axhline(math.log10(VANISHING_RATIO), color=VERDICT_COLORS["vanishing"], ls=":", lw=1)
-        ax.axhline(math.log10(EXPLODING_RATIO), color=VERDICT_COLORS["exploding"], ls=":", lw=1)
-    except ImportError:  # diagnostics not installed: no threshold lines
-        pass
+    ax.axhline(math.log10(VANISHING_RATIO), color=VERDICT_COLORS["vanishing"], ls=":", lw=1)
+    ax.axhline(math.log10(EXPLODING_RATIO), color=VERDICT_COLORS["exploding"], ls=":", lw=1)
     ax.set_ylabel("log10 decay")
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
