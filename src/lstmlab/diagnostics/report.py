@@ -10,6 +10,7 @@ import numpy as np
 
 from ..run.files import clean as _jsonable
 from . import detectors
+from .plots import plot_report
 
 
 def _fmt(v: float | None, spec: str = ".3g") -> str:
@@ -156,8 +157,6 @@ class GradientReport:
 
         Saves to ``path`` (PNG or SVG by extension) when given; returns the matplotlib Figure.
         """
-        from .plots import plot_report
-
         return plot_report(self, path)
 
     def __str__(self) -> str:
