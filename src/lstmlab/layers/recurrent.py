@@ -254,7 +254,7 @@ class RNNLayer(Layer):
                "return_state": self.return_state, "go_backwards": self.go_backwards,
                "stateful": self.stateful, "layer_norm": self.layer_norm, "engine": self.engine,
                "input_size": self.input_size, "seed": self.seed}
-        for k in self._unsupported():
+        for k in self.unsupported_arguments():
             cfg.pop(k)
         return {**super().get_config(), **cfg}
 
@@ -266,14 +266,14 @@ class RNNLayer(Layer):
         return torch_module([[self]])
 
     @classmethod
-    def _unsupported(cls) -> tuple[str, ...]:
+    def unsupported_arguments(cls) -> tuple[str, ...]:
         """The arguments of :data:`CELL_OPTIONS` this layer's cell does not take."""
         return tuple(k for k, feature in CELL_OPTIONS.items() if not getattr(cls.cell_spec, feature))
 
     @classmethod
     def _cell_options(cls, kwargs: dict) -> dict:
         """``kwargs`` without the arguments the cell does not take (refused when set), for GRU / SimpleRNN."""
-        for k in cls._unsupported():
+        for k in cls.unsupported_arguments():
             if kwargs.get(k):
                 raise ValueError(f"{k}: not an argument of {cls.cell_spec.layer}")
             kwargs.pop(k, None)
