@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import cells
 from .core import Tape, affine, float_dtype, optional, scan, scan_backward_h, sigmoid, stack, state
 
-GATES = ("r", "z", "n")
+GATES = cells.GRU.gates  # row blocks of torch's weight_ih / weight_hh: r, z, n
 
 
 def unpack(weight_ih, weight_hh, bias_ih=None, bias_hh=None, dtype=np.float64) -> dict[str, np.ndarray]:

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import cells
 from .core import Tape, affine, float_dtype, optional, scan, scan_backward, sigmoid, stack, state, zero_grads
 
-TORCH_GATES = ("i", "f", "g", "o")  # row blocks of torch's weight_ih / weight_hh
+TORCH_GATES = cells.LSTM.gates  # row blocks of torch's weight_ih / weight_hh: i, f, g, o
 SEED_NAME = {"i": "i", "f": "f", "g": "c", "o": "o"}  # torch gate -> seed letter (W_i, W_f, W_c, W_o)
 
 
