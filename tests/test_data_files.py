@@ -51,6 +51,7 @@ def test_scaler_fitted_on_train_only(tmp_path):
 @pytest.mark.parametrize("method", ["standard", "minmax"])
 def test_inverse_transform_round_trip(method):
     s = load("csv-series", path=FIX / "series.csv", target=["temperature", "humidity"], window=6, horizon=3,
+             transform="none",
              scale=method)
     sc = s.meta["scaler"]
     raw = np.loadtxt(FIX / "series.csv", delimiter=",", skiprows=1, usecols=(1, 2))
@@ -77,7 +78,8 @@ def test_csv_series_missing_policies(tmp_path):
     (tmp_path / "gaps.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"gaps.csv, row 7, column 'v': expected a number, got ''"):
         load("csv-series", path=tmp_path / "gaps.csv", window=3)
-    s = load("csv-series", path=tmp_path / "gaps.csv", window=3, missing="interpolate", scale=None)
+    s = load("csv-series", path=tmp_path / "gaps.csv", window=3, missing="interpolate", scale=None,
+             transform="none")
     assert s.meta["missing"]["cells"] == 2
     np.testing.assert_allclose(s.train.x[3, :, 0], [6.0, 8.0, 10.0])  # interpolated 10
     d = load("csv-series", path=tmp_path / "gaps.csv", window=3, missing="drop")

@@ -169,6 +169,8 @@ def jsonable(value: Any) -> Any:
         return value.to_dict()
     if isinstance(value, Vocab):
         return {"tokens": list(value), "char_level": value.char_level}
+    if hasattr(value, "to_dict") and callable(value.to_dict) and not isinstance(value, dict):
+        return jsonable(value.to_dict())
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

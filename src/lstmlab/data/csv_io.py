@@ -1,29 +1,42 @@
-"""Reading CSV files with errors that point at the file, row (editor line) and column."""
+"""Reading CSV files with errors that point at the file, row (editor line) and column.
+
+Reading is linear in rows x columns. A file without quote characters in an ASCII-compatible
+encoding is parsed by pandas' C reader, and one count of delimiter bytes proves that every
+record has as many fields as the header (pandas itself refuses longer rows). Anything else
+(quotes, a record of the wrong length, another encoding) goes through the ``csv`` module, which
+also gives the exact error. Editor lines are only worked out when an error needs them.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import math
+import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+import stat
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .base import DataError, suggest
 
-__all__ = ["Table", "read_table", "resolve_file", "MISSING_TOKENS"]
+__all__ = ["Table", "read_table", "read_text", "read_bytes", "resolve_file", "MISSING_TOKENS",
+           "MAX_CSV_BYTES", "MAX_TEXT_BYTES"]
 
 MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "null", "none", "-nan"})
-_YEAR_MONTH = re.compile(r"^\s*(\d{4})-(\d{1,2})\s*$")
+MAX_CSV_BYTES = 8 << 30   # a CSV file larger than this is refused (it would not fit in memory anyway)
+MAX_TEXT_BYTES = 1 << 30  # a text file larger than this is refused unless max_chars reads only its start
+_ASCII_COMPATIBLE = {"utf-8", "utf8", "utf-8-sig", "ascii", "us-ascii", "latin-1", "latin1", "iso-8859-1",
+                     "cp1252", "windows-1252"}
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 csv.field_size_limit(max(csv.field_size_limit(), 1 << 28))  # long texts (e.g. reviews) in one cell
 
 
 def resolve_file(path: str | Path | None, what: str = "file", hint: str = "") -> Path:
-    """Return ``path`` as a Path, or raise DataError if it is missing or not a regular file."""
+    """``path`` as a Path; DataError if it is missing, a folder, or not a regular file (``/dev/zero``)."""
     if path is None or str(path).strip() == "":
         raise DataError(f"no {what} given; pass path=...")
     p = Path(str(path)).expanduser()
@@ -31,17 +44,35 @@ def resolve_file(path: str | Path | None, what: str = "file", hint: str = "") ->
         raise DataError(f"{what} not found" + (f"; {hint}" if hint else ""), path=path)
     if p.is_dir():
         raise DataError(f"is a directory, expected a {what}", path=path)
+    if not p.is_file():
+        raise DataError(f"not a regular file (a device, pipe or socket); expected a {what}", path=path)
     return p
 
 
-def read_text(path: str | Path, encoding: str = "utf-8", what: str = "text file", hint: str = "") -> str:
-    """Read a whole text file; decoding errors name the line."""
+def read_bytes(path: str | Path, what: str = "file", hint: str = "", limit: int = MAX_CSV_BYTES,
+               prefix: bool = False) -> bytes:
+    """At most ``limit`` bytes of a regular file: a larger file is refused, or cut when ``prefix``."""
     p = resolve_file(path, what, hint)
-    raw = p.read_bytes()
+    with open(p, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise DataError(f"not a regular file; expected a {what}", path=path)
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        if prefix:
+            return raw[:limit]
+        raise DataError(f"the file is larger than {limit:,} bytes, the most lstmlab reads into memory"
+                        + (f"; {hint}" if hint else ""), path=path)
+    return raw
+
+
+def decode(raw: bytes, encoding: str, path: Any, cut: bool = False) -> str:
+    """Decode ``raw``; errors name the line. ``cut``: ``raw`` may end inside a character."""
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     try:
-        utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
         return raw.decode("utf-8-sig" if utf8 else encoding)
     except UnicodeDecodeError as e:
+        if cut and e.start >= len(raw) - 3 and "unexpected end" in e.reason:
+            return raw[: e.start].decode("utf-8-sig" if utf8 else encoding)
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(f"cannot decode byte {raw[e.start:e.start + 1]!r} as {encoding}; "
                         f"pass encoding=... (e.g. 'latin-1')", path=path, row=line) from None
@@ -49,108 +80,160 @@ def read_text(path: str | Path, encoding: str = "utf-8", what: str = "text file"
         raise DataError(f"unknown text encoding {encoding!r}", path=path) from None
 
 
-@dataclass
-class Table:
-    """A parsed CSV: header names, string cells, and the editor line where each row starts."""
+def read_text(path: str | Path, encoding: str = "utf-8", what: str = "text file", hint: str = "",
+              max_chars: int | None = None) -> str:
+    """A whole text file (at most ``MAX_TEXT_BYTES``), or about its first ``max_chars`` characters."""
+    if max_chars is not None:
+        raw = read_bytes(path, what, hint, limit=4 * int(max_chars) + 4, prefix=True)
+        return decode(raw, encoding, path, cut=True)[: int(max_chars)]
+    hint = hint or "set max_chars to read only the start"
+    return decode(read_bytes(path, what, hint, limit=MAX_TEXT_BYTES), encoding, path)
 
-    path: str
-    header: list[str]
-    rows: list[list[str]]
-    lines: list[int]
+
+class Table:
+    """A parsed CSV (or a user's DataFrame): header names, a DataFrame of cells, editor lines.
+
+    Columns the loader asked for as text hold the cells as written; the others may already be
+    numbers. ``lines[i]`` is the editor line of row ``i`` (for a DataFrame: its position).
+    """
+
+    def __init__(self, path: str, header: list[str], frame: pd.DataFrame, lines: np.ndarray | None = None,
+                 text: str | None = None, delimiter: str = ",") -> None:
+        self.path = path
+        self.header = header
+        self.frame = frame
+        self.frame.columns = range(len(header))
+        self.delimiter = delimiter
+        self._lines = lines
+        self._text = text
+        self._pos = {h: j for j, h in enumerate(header)}
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, name: str = "DataFrame") -> Table:
+        """Wrap a DataFrame; rows in errors are positions (``df.iloc[row]``)."""
+        if not isinstance(df, pd.DataFrame):
+            raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}", path=name)
+        header = [str(c) for c in df.columns]
+        _check_header(header, name, None)
+        if len(df) == 0:
+            raise DataError("the DataFrame has no rows", path=name)
+        return cls(name, header, df.reset_index(drop=True).copy(deep=False), np.arange(len(df)))
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.frame)
 
-    def index(self, name: str, option: str = "column") -> int:
+    @property
+    def lines(self) -> np.ndarray:
+        """Editor line of every row (worked out on first use)."""
+        if self._lines is None:
+            self._lines = _record_lines(self._text or "", self.delimiter)
+        return self._lines
+
+    def index(self, name: str | int, option: str = "column") -> int:
         """Position of column ``name``; unknown names raise DataError with a suggestion."""
-        if isinstance(name, int) and not isinstance(name, bool):
+        if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
             if -len(self.header) <= name < len(self.header):
-                return name % len(self.header)
+                return int(name) % len(self.header)
             raise DataError(f"option {option!r}: column number {name} is out of range "
                             f"(the file has {len(self.header)} columns)", path=self.path)
-        try:
-            return self.header.index(str(name))
-        except ValueError:
-            cols = ", ".join(repr(h) for h in self.header)
-            raise DataError(f"no column {name!r} (option {option!r}); the header has {cols}"
-                            + suggest(str(name), self.header), path=self.path, row=1) from None
+        if str(name) in self._pos:
+            return self._pos[str(name)]
+        cols = ", ".join(repr(h) for h in self.header[:50]) + (" ..." if len(self.header) > 50 else "")
+        raise DataError(f"no column {name!r} (option {option!r}); the header has {cols}"
+                        + suggest(str(name), self.header), path=self.path, row=1)
 
     def name(self, column: str | int, option: str = "column") -> str:
         """Header name of a column given by name or position (``option`` names it in errors)."""
         return self.header[self.index(column, option)]
 
-    def column(self, name: str | int) -> list[str]:
-        """Raw string cells of one column."""
-        j = self.index(name)
-        return [r[j] for r in self.rows]
+    def column(self, name: str | int) -> np.ndarray:
+        """Cells of one column as an object array of stripped strings."""
+        return np.array([str(v).strip() for v in self.frame[self.index(name)].tolist()], dtype=object)
+
+    def cell(self, i: int, j: int) -> str:
+        """The cell at row ``i``, column ``j`` as the user wrote it."""
+        value = self.frame.iat[i, j]
+        if self._text is None or isinstance(value, str):
+            return str(value)
+        rest = _LINE_BREAK.split(self._text, maxsplit=int(self.lines[i]) - 1)[-1]
+        return next(csv.reader(io.StringIO(rest, newline=""), delimiter=self.delimiter))[j]
+
+    def where(self, i: int, j: int | None = None) -> dict[str, Any]:
+        """``path``, ``row`` and ``column`` keyword arguments of DataError for a cell."""
+        return {"path": self.path, "row": int(self.lines[i]), "column": None if j is None else self.header[j]}
 
     def numeric(self, name: str | int, allow_missing: bool = False) -> np.ndarray:
         """Column as float64; non-numbers and Inf raise DataError; missing -> NaN if allowed."""
-        j = self.index(name)
-        col = self.header[j]
-        out = np.empty(len(self.rows), dtype=np.float64)
-        for i, row in enumerate(self.rows):
-            out[i] = parse_number(row[j], self.path, self.lines[i], col, allow_missing)
+        return self.numeric_block([name], allow_missing)[:, 0]
+
+    def numeric_block(self, names: Sequence[str | int], allow_missing: bool = False) -> np.ndarray:
+        """Several columns as one float64 ``(rows, len(names))`` array (see :meth:`numeric`)."""
+        idx = [self.index(n) for n in names]
+        out = np.empty((len(self.frame), len(idx)), dtype=np.float64)
+        invalid = np.zeros(out.shape, dtype=bool)
+        kinds = self.frame.dtypes.to_numpy()
+        numeric = [k for k, j in enumerate(idx) if kinds[j].kind in "iufb"]
+        if numeric:
+            out[:, numeric] = self.frame[[idx[k] for k in numeric]].to_numpy(dtype=np.float64, na_value=np.nan)
+        for k in sorted(set(range(len(idx))) - set(numeric)):
+            out[:, k], invalid[:, k] = _strings_to_float(self.frame[idx[k]])
+        bad = invalid | np.isinf(out) | (np.isnan(out) & (not allow_missing))
+        if bad.any():
+            i = int(np.flatnonzero(bad.any(axis=1))[0])
+            j = idx[int(np.flatnonzero(bad[i])[0])]
+            cell = self.cell(i, j)
+            parse_number(cell, self.path, int(self.lines[i]), self.header[j], allow_missing)
+            raise DataError("", path=self.path, row=int(self.lines[i]), column=self.header[j],
+                            expected="a number", got=cell)  # e.g. '1_0', which Python's float() accepts
         return out
 
     def subset_rows(self, keep: np.ndarray) -> Table:
         """The rows where ``keep`` is True."""
         idx = np.flatnonzero(keep)
-        return Table(self.path, self.header, [self.rows[i] for i in idx], [self.lines[i] for i in idx])
+        return Table(self.path, self.header, self.frame.iloc[idx].reset_index(drop=True), self.lines[idx],
+                     self._text, self.delimiter)
 
 
-def parse_number(cell: str, path: str, line: int, column: str, allow_missing: bool = False) -> float:
-    """One numeric cell; see :meth:`Table.numeric`."""
-    s = cell.strip()
+def _strings_to_float(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Text cells -> float64 (missing tokens -> NaN) and a mask of cells that are not numbers."""
+    s = pd.Series(col.to_numpy(dtype=object), dtype=object).map(lambda v: v.strip() if isinstance(v, str) else v)
+    missing = (s.map(lambda v: v.lower() if isinstance(v, str) else v).isin(MISSING_TOKENS) | s.isna()).to_numpy()
+    values = pd.to_numeric(s.where(~missing), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return values, np.isnan(values) & ~missing
+
+
+def parse_number(cell: Any, path: str, line: int, column: str, allow_missing: bool = False) -> float:
+    """One numeric cell, with the error the user should see when it is not a finite number."""
+    s = str(cell).strip()
     if s.lower() in MISSING_TOKENS:
         if allow_missing:
-            return math.nan
+            return float("nan")
         raise DataError("missing value; fix the cell or set missing='interpolate' or 'drop'",
                         path=path, row=line, column=column, expected="a number", got=cell)
     try:
         v = float(s)
     except ValueError:
         raise DataError("", path=path, row=line, column=column, expected="a number", got=cell) from None
-    if math.isnan(v):
-        if allow_missing:
-            return v
+    if v != v and not allow_missing:
         raise DataError("", path=path, row=line, column=column, expected="a number", got=cell)
-    if math.isinf(v):
+    if v in (float("inf"), float("-inf")):
         raise DataError("", path=path, row=line, column=column, expected="a finite number", got=cell)
     return v
 
 
-def parse_time(cell: str) -> float | None:
-    """A sortable key for a time cell (number, ISO date/time, or YYYY-MM), else None."""
-    s = cell.strip()
-    try:
-        return float(s)
-    except ValueError:
-        pass
-    m = _YEAR_MONTH.match(s)
-    if m:
-        return float(int(m.group(1)) * 12 + int(m.group(2)) - 1)
-    try:
-        return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+def _records(text: str, delim: str):
+    """``(editor line, record)`` for every non-blank record of ``text``."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+    prev = 0
+    for rec in reader:
+        start, prev = prev + 1, reader.line_num
+        if rec and not (len(rec) == 1 and not rec[0].strip()):
+            yield start, rec
 
 
-def check_increasing(table: Table, column: str | int) -> None:
-    """Raise DataError at the first row whose time is not after the previous one.
-
-    Columns whose cells are not all numbers or ISO dates are left unchecked.
-    """
-    j = table.index(column)
-    keys = [parse_time(r[j]) for r in table.rows]
-    if any(k is None for k in keys):
-        return
-    for i in range(1, len(keys)):
-        if keys[i] <= keys[i - 1]:  # type: ignore[operator]
-            raise DataError("rows must be in time order", path=table.path, row=table.lines[i],
-                            column=table.header[j],
-                            expected=f"a time after {table.rows[i - 1][j]!r} (row {table.lines[i - 1]})",
-                            got=table.rows[i][j])
+def _record_lines(text: str, delim: str) -> np.ndarray:
+    """Editor line of every data record (blank lines skipped, quoted line breaks followed)."""
+    return np.asarray([line for line, _ in _records(text, delim)][1:], dtype=np.int64)
 
 
 def _sniff_delimiter(first_line: str) -> str:
@@ -159,54 +242,92 @@ def _sniff_delimiter(first_line: str) -> str:
     return best if counts[best] > 0 else ","
 
 
-def read_table(path: str | Path, delimiter: str | None = None, encoding: str = "utf-8",
-               required: Sequence[str] = ()) -> Table:
-    """Parse a CSV file with a header row.
+def _check_header(header: list[str], shown: str, line: int | None) -> None:
+    seen: set[str] = set()
+    for k, h in enumerate(header):
+        if not h:
+            raise DataError(f"header field {k + 1} is empty; every column needs a name", path=shown, row=line)
+        if h in seen:
+            raise DataError(f"column name {h!r} appears twice in the header", path=shown, row=line)
+        seen.add(h)
 
-    Blank lines are skipped; every other row must have as many fields as the header.
-    ``delimiter=None`` picks the most frequent of ``, ; TAB |`` in the header line.
-    """
-    text = read_text(path, encoding, what="CSV file")
-    shown = str(path)
-    if not text.strip():
-        raise DataError("the file is empty; expected a header row and data rows", path=shown)
-    first = text.lstrip("\r\n").splitlines()[0]
-    delim = delimiter or _sniff_delimiter(first)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+
+def _read_slow(text: str, delim: str, shown: str) -> tuple[list[str], pd.DataFrame, np.ndarray]:
+    """The csv-module reader: exact errors for short or long records and malformed quoting."""
     header: list[str] | None = None
-    header_line = 1
+    header_line, line = 1, 0
     rows: list[list[str]] = []
     lines: list[int] = []
-    prev = 0
     try:
-        for rec in reader:
-            start = prev + 1
-            prev = reader.line_num
-            if not rec or (len(rec) == 1 and not rec[0].strip()):
-                continue
+        for line, rec in _records(text, delim):
             if header is None:
-                header = [h.strip() for h in rec]
-                header_line = start
-                for k, h in enumerate(header):
-                    if not h:
-                        raise DataError(f"header field {k + 1} is empty; every column needs a name",
-                                        path=shown, row=start)
-                    if h in header[:k]:
-                        raise DataError(f"column name {h!r} appears twice in the header",
-                                        path=shown, row=start)
+                header, header_line = [h.strip() for h in rec], line
+                _check_header(header, shown, line)
                 continue
             if len(rec) != len(header):
-                raise DataError(f"the header has {len(header)} fields ({', '.join(header)})", path=shown,
-                                row=start, expected=f"{len(header)} fields", got=len(rec))
+                cols = ", ".join(header[:20]) + (" ..." if len(header) > 20 else "")
+                raise DataError(f"the header has {len(header)} fields ({cols})", path=shown, row=line,
+                                expected=f"{len(header)} fields", got=len(rec))
             rows.append(rec)
-            lines.append(start)
+            lines.append(line)
     except csv.Error as e:
-        raise DataError(f"malformed CSV: {e}", path=shown, row=prev + 1) from None
+        raise DataError(f"malformed CSV: {e}", path=shown, row=line + 1) from None
     if header is None:
         raise DataError("the file is empty; expected a header row and data rows", path=shown)
     if not rows:
         raise DataError("no data rows below the header", path=shown, row=header_line)
-    table = Table(shown, header, rows, lines)
+    return header, pd.DataFrame(rows, dtype=object), np.asarray(lines, dtype=np.int64)
+
+
+def _read_fast(raw: bytes, text: str, delim: str, encoding: str, shown: str,
+               text_columns: Iterable[str | int]) -> tuple[list[str], pd.DataFrame] | None:
+    """pandas' C reader, or None when the file needs the csv module (see the module doc)."""
+    if b'"' in raw or encoding.lower().replace("_", "-") not in _ASCII_COMPATIBLE:
+        return None
+    line, first = next(_records(text[:1 << 24], delim))
+    header = [h.strip() for h in first]
+    _check_header(header, shown, line)
+    pos = {h: j for j, h in enumerate(header)}
+    dtype = {}
+    for c in text_columns:
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            if -len(header) <= c < len(header):
+                dtype[int(c) % len(header)] = str
+        elif str(c) in pos:
+            dtype[pos[str(c)]] = str
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), sep=delim, header=0, dtype=dtype or None, na_filter=False,
+                            skip_blank_lines=True, engine="c", quoting=csv.QUOTE_NONE, low_memory=False,
+                            encoding="utf-8" if encoding.lower().startswith("utf") else encoding)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError):
+        return None
+    if frame.shape[1] != len(header) or len(frame) == 0:
+        return None
+    if raw.count(delim.encode("ascii")) != (len(header) - 1) * (len(frame) + 1):
+        return None  # some record has fewer fields than the header
+    return header, frame
+
+
+def read_table(path: str | Path, delimiter: str | None = None, encoding: str = "utf-8",
+               required: Sequence[str] = (), text_columns: Iterable[str | int] = ()) -> Table:
+    """Parse a CSV file with a header row.
+
+    Blank lines are skipped; every other row must have as many fields as the header.
+    ``delimiter=None`` picks the most frequent of ``, ; TAB |`` in the header line.
+    ``text_columns`` (names or positions) keep their cells as written (ids, labels, times).
+    """
+    shown = str(path)
+    raw = read_bytes(path, "CSV file")
+    text = decode(raw, encoding, shown)
+    if not text.strip():
+        raise DataError("the file is empty; expected a header row and data rows", path=shown)
+    delim = delimiter or _sniff_delimiter(text.lstrip("\r\n").splitlines()[0])
+    fast = _read_fast(raw, text, delim, encoding, shown, text_columns)
+    if fast is not None:
+        table = Table(shown, fast[0], fast[1], None, text, delim)
+    else:
+        header, frame, lines = _read_slow(text, delim, shown)
+        table = Table(shown, header, frame, lines, text, delim)
     for name in required:
         table.index(name)
     return table

@@ -16,14 +16,14 @@ __all__ = ["load_csv_text", "table_examples"]
 def table_examples(table: Table, text_column: str, label_column: str) -> list[LabelledText]:
     """Examples from a table; an empty label cell raises DataError naming the row."""
     ti, li = table.index(text_column, "text_column"), table.index(label_column, "label_column")
-    out = []
-    for row, line in zip(table.rows, table.lines, strict=True):
-        label = row[li].strip()
-        if not label:
-            raise DataError("", path=table.path, row=line, column=table.header[li], expected="a label",
-                            got=row[li])
-        out.append(LabelledText(row[ti], label, f"{table.path}, row {line}"))
-    return out
+    labels = table.column(li)
+    empty = np.flatnonzero(labels == "")
+    if len(empty):
+        i = int(empty[0])
+        raise DataError("", **table.where(i, li), expected="a label", got=table.cell(i, li))
+    texts = [str(v) for v in table.frame[ti].tolist()]
+    return [LabelledText(t, lab, f"{table.path}, row {line}")
+            for t, lab, line in zip(texts, labels, table.lines.tolist())]
 
 
 def load_csv_text(
@@ -53,11 +53,13 @@ def load_csv_text(
     ``<unk>``, ``min_freq``); sequences padded/truncated to ``max_len`` (``None`` = longest).
     """
     val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
-    pool = table_examples(read_table(path, delimiter, encoding), text_column, label_column)
+    cols = [text_column, label_column]
+    pool = table_examples(read_table(path, delimiter, encoding, text_columns=cols), text_column, label_column)
     given = {}
     for key, p in (("val", val_path), ("test", test_path)):
         if p is not None:
-            given[key] = table_examples(read_table(p, delimiter, encoding), text_column, label_column)
+            given[key] = table_examples(read_table(p, delimiter, encoding, text_columns=cols), text_column,
+                                        label_column)
     frac_val = 0.0 if "val" in given else val_fraction
     frac_test = 0.0 if "test" in given else test_fraction
     labels = np.array([ex.label for ex in pool], dtype=object)
@@ -72,4 +74,6 @@ def load_csv_text(
         train, val, test, max_tokens=max_tokens, min_freq=min_freq, max_len=max_len, lowercase=lowercase,
         truncate=truncate, unseen_labels=unseen_labels, name=Path(str(path)).name,
         source=f"CSV text {path}", extra_meta={"path": str(path), "text_column": text_column,
-                                                "label_column": label_column})
+                                                "label_column": label_column, "splits_from": {
+                                                    k: str(p) if p is not None else "fraction"
+                                                    for k, p in (("val", val_path), ("test", test_path))}})

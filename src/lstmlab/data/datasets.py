@@ -36,39 +36,45 @@ def _shipped(name: str) -> Path:
 # ----------------------------------------------------------------------------- forecasting
 
 
-def airline(window: int = 12, horizon: int = 1, val_fraction: float = 0.15, test_fraction: float = 0.15,
+def _series(file: str, time_column: str, target: str, **options) -> DataSplits:
+    table = read_table(_shipped(file), text_columns=[time_column])
+    return series_from_table(table, target=target, time_column=time_column, **options)
+
+
+def airline(window: int = 12, horizon: int = 1, transform: str = "auto", period: int | None = None,
+            test_size: int | None = None, val_fraction: float = 0.15, test_fraction: float = 0.15,
             scale: str | None = "standard") -> DataSplits:
-    """Monthly international airline passengers (thousands), 1949-01..1960-12, 144 values."""
-    table = read_table(_shipped("airline.csv"))
-    return series_from_table(table, target="passengers", time_column="month", window=window, horizon=horizon,
-                             val_fraction=val_fraction, test_fraction=test_fraction, scale=scale,
-                             name="airline",
-                             source="Box & Jenkins (1976) series G: monthly airline passengers 1949-1960")
+    """Monthly international airline passengers (thousands), 1949-01..1960-12, 144 values.
+
+    Options as for ``csv-series``; the season (period 12) comes from the month column."""
+    return _series("airline.csv", "month", "passengers", window=window, horizon=horizon, transform=transform,
+                   period=period, test_size=test_size, val_fraction=val_fraction, test_fraction=test_fraction,
+                   scale=scale, name="airline",
+                   source="Box & Jenkins (1976) series G: monthly airline passengers 1949-1960")
 
 
-def sunspots(window: int = 22, horizon: int = 1, val_fraction: float = 0.15, test_fraction: float = 0.15,
+def sunspots(window: int = 22, horizon: int = 1, transform: str = "auto", period: int | None = None,
+             test_size: int | None = None, val_fraction: float = 0.15, test_fraction: float = 0.15,
              scale: str | None = "standard") -> DataSplits:
     """Yearly mean sunspot numbers 1700..2008 (309 values); the cycle is about 11 years."""
-    table = read_table(_shipped("sunspots.csv"))
-    return series_from_table(table, target="sunactivity", time_column="year", window=window, horizon=horizon,
-                             val_fraction=val_fraction, test_fraction=test_fraction, scale=scale,
-                             name="sunspots",
-                             source="yearly sunspot numbers 1700-2008 (NOAA NGDC, public domain)")
+    return _series("sunspots.csv", "year", "sunactivity", window=window, horizon=horizon, transform=transform,
+                   period=period, test_size=test_size, val_fraction=val_fraction, test_fraction=test_fraction,
+                   scale=scale, name="sunspots", source="yearly sunspot numbers 1700-2008 (NOAA NGDC, public domain)")
 
 
-def co2(window: int = 52, horizon: int = 1, val_fraction: float = 0.15, test_fraction: float = 0.15,
+def co2(window: int = 52, horizon: int = 1, transform: str = "auto", period: int | None = None,
+        test_size: int | None = None, val_fraction: float = 0.15, test_fraction: float = 0.15,
         scale: str | None = "standard", missing: str = "interpolate") -> DataSplits:
     """Weekly Mauna Loa CO2 (ppm), 1958-03-29..2001-12-29, 2284 weeks of which 59 are missing.
 
     Missing weeks are filled by linear interpolation in time by default (``meta['missing']``
-    says how many); ``missing='drop'`` removes them instead.
+    says how many); ``missing='drop'`` removes them instead. The season is 52 weeks.
     """
-    table = read_table(_shipped("co2.csv"))
-    return series_from_table(table, target="co2", time_column="week", window=window, horizon=horizon,
-                             val_fraction=val_fraction, test_fraction=test_fraction, scale=scale,
-                             missing=missing, name="co2",
-                             source="weekly atmospheric CO2 at Mauna Loa 1958-2001 (Keeling & Whorf, "
-                                    "Scripps/CDIAC, public domain)")
+    return _series("co2.csv", "week", "co2", window=window, horizon=horizon, transform=transform, period=period,
+                   test_size=test_size, val_fraction=val_fraction, test_fraction=test_fraction, scale=scale,
+                   missing=missing, name="co2",
+                   source="weekly atmospheric CO2 at Mauna Loa 1958-2001 (Keeling & Whorf, Scripps/CDIAC, "
+                          "public domain)")
 
 
 # ----------------------------------------------------------------------------- classification

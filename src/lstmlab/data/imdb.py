@@ -54,9 +54,21 @@ def _read_folder(root: Path, classes: Sequence[str] | None, max_per_class: int |
     return out
 
 
+def _folder(path: str | Path, option: str) -> Path:
+    root = Path(str(path)).expanduser()
+    if not root.exists():
+        raise DataError(f"folder not found (option {option!r})", path=path)
+    if not root.is_dir():
+        raise DataError(f"expected a folder (ROOT/pos, ROOT/neg or ROOT/train/pos, ...), got a file "
+                        f"(option {option!r})", path=path)
+    return root
+
+
 def load_imdb_folder(
     path: str,
     classes: Sequence[str] | None = None,
+    val_path: str | None = None,
+    test_path: str | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     max_per_class: int | None = None,
@@ -73,30 +85,28 @@ def load_imdb_folder(
 
     With ``ROOT/train`` and ``ROOT/test``, test comes from ``test/`` (``test_fraction`` is
     ignored) and val from a stratified part of ``train/``. Otherwise ``ROOT/<class>/*.txt`` is
-    split by the fractions. Class folders default to ``neg``/``pos`` when present, else every
-    sub-folder but ``unsup``. Same tokenization and outputs as ``csv-text``.
+    split by the fractions. ``val_path`` / ``test_path`` name folders of the same layout
+    (``<class>/*.txt``) that are those splits. Class folders default to ``neg``/``pos`` when
+    present, else every sub-folder but ``unsup``. Same tokenization and outputs as ``csv-text``.
     """
-    root = Path(str(path)).expanduser()
-    if not root.exists():
-        raise DataError("folder not found", path=path)
-    if not root.is_dir():
-        raise DataError("expected a folder (ROOT/pos, ROOT/neg or ROOT/train/pos, ...), got a file",
-                        path=path)
+    root = _folder(path, "path")
     val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
-    if (root / "train").is_dir():
-        pool = _read_folder(root / "train", classes, max_per_class, seed, encoding)
-        test_dir = root / "test"
-        test = None
-        if test_dir.is_dir():
-            test = _read_folder(test_dir, classes, max_per_class, seed + 1, encoding)
-    else:
-        pool = _read_folder(root, classes, max_per_class, seed, encoding)
-        test = None
+    train_root = root / "train" if (root / "train").is_dir() else root
+    pool = _read_folder(train_root, classes, max_per_class, seed, encoding)
+    given = {}
+    if train_root != root and (root / "test").is_dir():
+        given["test"] = (root / "test", "path")
+    for key, p in (("val", val_path), ("test", test_path)):
+        if p is not None:
+            given[key] = (_folder(p, f"{key}_path"), f"{key}_path")
+    read = {k: _read_folder(d, classes, max_per_class, seed + 1 + i, encoding)
+            for i, (k, (d, _)) in enumerate(sorted(given.items()))}
     labels = np.array([ex.label for ex in pool])
-    tr, va, te = stratified_split(labels, val_fraction, 0.0 if test is not None else test_fraction, seed)
+    tr, va, te = stratified_split(labels, 0.0 if "val" in read else val_fraction,
+                                  0.0 if "test" in read else test_fraction, seed)
     return text_classification_splits(
-        [pool[i] for i in tr], [pool[i] for i in va],
-        test if test is not None else [pool[i] for i in te],
+        [pool[i] for i in tr], read.get("val", [pool[i] for i in va]), read.get("test", [pool[i] for i in te]),
         max_tokens=max_tokens, min_freq=min_freq, max_len=max_len, lowercase=lowercase, truncate=truncate,
         unseen_labels=unseen_labels, name=root.name, source=f"text folders {path}",
-        extra_meta={"path": str(path)})
+        extra_meta={"path": str(path), "splits_from": {k: str(given[k][0]) if k in given else "fraction"
+                                                       for k in ("val", "test")}})

@@ -195,10 +195,12 @@ def char_lm_splits(
     name: str = "text",
     source: str = "",
     extra_meta: dict[str, Any] | None = None,
+    given: dict[str, str] | None = None,
 ) -> DataSplits:
     """Character language model: ``x`` = ``seq_len`` chars, ``y`` = the next char at each step.
 
-    The text is cut into train / val / test in that order (contiguous pieces); the character
+    The text is cut into train / val / test in that order (contiguous pieces), except for the
+    pieces ``given`` as their own texts (``{"val": ..., "test": ...}``); the character
     vocabulary is built on the training piece (other characters map to ``<unk>`` = 1).
     """
     if int(seq_len) != seq_len or seq_len < 1:
@@ -208,15 +210,17 @@ def char_lm_splits(
     if int(stride) != stride or stride < 1:
         raise DataError(f"option 'stride': expected a positive integer, got {stride!r}")
     val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
+    given = {k: v[: int(max_chars)] if max_chars is not None else v for k, v in (given or {}).items()}
     if lowercase:
-        text = text.lower()
+        text, given = text.lower(), {k: v.lower() for k, v in given.items()}
     if max_chars is not None:
         text = text[: int(max_chars)]
     n = len(text)
-    n_test = int(n * test_fraction)
-    n_val = int(n * val_fraction)
+    n_test = 0 if "test" in given else int(n * test_fraction)
+    n_val = 0 if "val" in given else int(n * val_fraction)
     n_train = n - n_val - n_test
     pieces = {"train": text[:n_train], "val": text[n_train:n_train + n_val], "test": text[n_train + n_val:]}
+    pieces.update(given)
     if len(pieces["train"]) <= seq_len:
         raise DataError(f"{name}: the training text has {len(pieces['train'])} characters, not more than "
                         f"seq_len={seq_len}; use a longer text or a smaller seq_len")
@@ -255,14 +259,28 @@ def char_lm_splits(
     return DataSplits(parts["train"], parts["val"], parts["test"], meta)
 
 
-def load_text_file(path: str, seq_len: int = 100, stride: int | None = None, val_fraction: float = 0.1,
-                   test_fraction: float = 0.1, lowercase: bool = False, max_chars: int | None = None,
-                   min_freq: int = 1, encoding: str = "utf-8") -> DataSplits:
-    """``text-file``: a plain text file as a character-level language-modelling problem."""
-    text = read_text(path, encoding, what="text file")
+def load_text_file(path: str, seq_len: int = 100, stride: int | None = None, val_path: str | None = None,
+                   test_path: str | None = None, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                   lowercase: bool = False, max_chars: int | None = None, min_freq: int = 1,
+                   encoding: str = "utf-8") -> DataSplits:
+    """``text-file``: a plain text file as a character-level language-modelling problem.
+
+    ``val_path`` / ``test_path`` are texts of their own for those splits; otherwise the end of
+    ``path`` is cut off by the fractions. ``max_chars`` reads only the start of each file (a
+    file over 1 GiB is refused without it; devices such as ``/dev/zero`` always are).
+    """
+    if max_chars is not None and (isinstance(max_chars, bool) or int(max_chars) != max_chars or max_chars < 1):
+        raise DataError(f"option 'max_chars': expected a positive integer or None, got {max_chars!r}")
+    text = read_text(path, encoding, what="text file", max_chars=max_chars)
     if not text.strip():
         raise DataError("the file is empty; expected some text", path=path)
+    given = {}
+    for key, p in (("val", val_path), ("test", test_path)):
+        if p is not None:
+            given[key] = read_text(p, encoding, what="text file", max_chars=max_chars)
     return char_lm_splits(text, seq_len=seq_len, stride=stride, val_fraction=val_fraction,
                           test_fraction=test_fraction, lowercase=lowercase, max_chars=max_chars,
-                          min_freq=min_freq, name=Path(str(path)).name,
-                          source=f"text file {path}", extra_meta={"path": str(path)})
+                          min_freq=min_freq, name=Path(str(path)).name, given=given,
+                          source=f"text file {path}", extra_meta={"path": str(path), "splits_from": {
+                              k: str(v) if v is not None else "fraction" for k, v in
+                              (("val", val_path), ("test", test_path))}})
