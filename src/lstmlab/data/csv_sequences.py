@@ -27,7 +27,7 @@ from .base import (
 from .csv_io import Table, read_table
 from .timecol import parse_time_column
 
-__all__ = ["load_csv_sequences", "from_dataframe", "sequences_from_tables"]
+__all__ = ["load_csv_sequences", "from_dataframe", "sequences_from_tables", "pack_sequences"]
 
 
 @dataclass
@@ -173,7 +173,6 @@ def sequences_from_tables(
         tr, va, te = stratified_split(y_pool, val_fraction, test_fraction, seed)
     else:
         tr, va, te = random_split(len(pool.ids), val_fraction, test_fraction, seed)
-    scaler = make_scaler(scale, fnames).fit(np.concatenate([pool.values[i][: max_len or None] for i in tr]))
     parts: dict[str, tuple[list[np.ndarray], np.ndarray, list[str]]] = {}
     for split, idx, table in (("train", tr, None), ("val", va, tables[1]), ("test", te, tables[2])):
         if table is None:
@@ -181,6 +180,21 @@ def sequences_from_tables(
         else:
             seqs, _ = _read_sequences(table, id_column, label_column, time_column, None, fnames)
             parts[split] = (seqs.values, _targets(seqs, kind, class_names, label_column), seqs.ids)
+    splits_from = {k: (t.path if t is not None else "fraction") for k, t in (("val", tables[1]), ("test", tables[2]))}
+    return pack_sequences(parts, fnames, kind=kind, class_names=class_names, scale=scale, max_len=max_len,
+                          meta={"name": name, "source": source, "path": tables[0].path, "splits_from": splits_from})
+
+
+def pack_sequences(parts: dict[str, tuple[list[np.ndarray], np.ndarray, list[str]]], fnames: list[str], *,
+                   kind: str, class_names: list[str] | None, scale: str | None, max_len: int | None,
+                   meta: dict[str, Any]) -> DataSplits:
+    """Scale (fitted on the training sequences' real steps), pad to one length, describe.
+
+    ``parts[split]`` = (list of ``(t, F)`` arrays, targets, ids) for train, val and test.
+    """
+    scaler = make_scaler(scale, fnames)
+    if parts["train"][0]:
+        scaler.fit(np.concatenate([s[: max_len or None] for s in parts["train"][0]]))
     t_len = int(max_len) if max_len is not None else max(len(s) for p in parts.values() for s in p[0])
 
     def pack(seqs: list[np.ndarray], y: np.ndarray) -> SequenceData:
@@ -189,17 +203,18 @@ def sequences_from_tables(
         x, lengths = pad_sequences([scaler.transform(s).astype(np.float32) for s in seqs], t_len)
         return SequenceData(x, y, lengths)
 
-    meta = {
-        "name": name, "kind": kind, "target": "sequence", "input_type": "features",
+    info = {
+        "kind": kind, "target": "sequence", "input_type": "features",
         "n_classes": len(class_names) if class_names else None, "class_names": class_names,
         "n_features": len(fnames), "n_outputs": len(class_names) if class_names else 1,
         "feature_names": fnames, "vocab": None, "scaler": None, "feature_scaler": scaler,
-        "ids": {k: v[2] for k, v in parts.items()}, "max_len": t_len, "baseline": {}, "source": source,
-        "path": tables[0].path,
-        "splits_from": {k: (t.path if t is not None else "fraction") for k, t in (("val", tables[1]),
-                                                                                   ("test", tables[2]))},
+        "ids": {k: v[2] for k, v in parts.items()}, "max_len": t_len, "baseline": {},
     }
-    return DataSplits(*(pack(*parts[k][:2]) for k in ("train", "val", "test")), meta)
+    if class_names and len(parts["test"][1]):
+        majority = int(np.bincount(parts["train"][1], minlength=len(class_names)).argmax())
+        info["baseline"] = {"majority_class": class_names[majority],
+                            "test_accuracy": float(np.mean(parts["test"][1] == majority))}
+    return DataSplits(*(pack(*parts[k][:2]) for k in ("train", "val", "test")), {**info, **meta})
 
 
 def load_csv_sequences(

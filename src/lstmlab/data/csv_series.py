@@ -143,7 +143,8 @@ def series_from_tables(
                             f"{len(used[0].values) - 1}, got {test_size!r}")
         sizes[1] = int(test_size)
     axis = used[0].axis
-    window_options.setdefault("period", axis.period if axis is not None else None)
+    if window_options.get("period") is None:
+        window_options["period"] = axis.period if axis is not None else None
     if note["filled"]:
         note["note"] = f"{note['filled']} missing cell(s) filled by linear interpolation in time"
     if note["dropped"]:

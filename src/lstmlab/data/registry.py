@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import csv_sequences, csv_series, csv_text, datasets, imdb, tasks, text
+from . import csv_sequences, csv_series, csv_text, datasets, imdb, tasks, text, ts_file
 from .base import DataError, DataSplits, suggest
 
 __all__ = ["Source", "SOURCES", "REQUIRED", "load", "resolve_source", "check_options", "describe"]
@@ -69,6 +69,8 @@ _LIST = [
     Source("csv-series", csv_series.load_csv_series, "your CSV time series -> windowed forecasting", "file"),
     Source("csv-sequences", csv_sequences.load_csv_sequences,
            "your long-format CSV (id, step features, label) -> sequence classification", "file"),
+    Source("ts-file", ts_file.load_ts_file,
+           "UCR/UEA .ts or .arff files (train + official test) -> sequence classification", "file"),
     Source("csv-text", csv_text.load_csv_text, "your CSV of text + label -> text classification", "file"),
     Source("text-file", text.load_text_file, "your text file -> character language model", "file"),
     Source("imdb-folder", imdb.load_imdb_folder,
@@ -88,6 +90,11 @@ _ALIASES = {
     "imdb": "imdb-folder",
     "text": "text-file",
     "fortune": "fortunes",
+    "ts": "ts-file",
+    "arff-file": "ts-file",
+    "arff": "ts-file",
+    "ucr": "ts-file",
+    "uea": "ts-file",
 }
 
 
