@@ -29,6 +29,7 @@ __all__ = ["Table", "read_table", "read_text", "read_bytes", "resolve_file", "MI
 MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "null", "none", "-nan"})
 MAX_CSV_BYTES = 8 << 30   # a CSV file larger than this is refused (it would not fit in memory anyway)
 MAX_TEXT_BYTES = 1 << 30  # a text file larger than this is refused unless max_chars reads only its start
+MAX_FAST_COLUMNS = 2048   # wider files go through the csv module (linear, and cheaper per column)
 _ASCII_COMPATIBLE = {"utf-8", "utf8", "utf-8-sig", "ascii", "us-ascii", "latin-1", "latin1", "iso-8859-1",
                      "cp1252", "windows-1252"}
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -167,16 +168,22 @@ class Table:
         return self.numeric_block([name], allow_missing)[:, 0]
 
     def numeric_block(self, names: Sequence[str | int], allow_missing: bool = False) -> np.ndarray:
-        """Several columns as one float64 ``(rows, len(names))`` array (see :meth:`numeric`)."""
+        """Several columns as one float64 ``(rows, len(names))`` array (see :meth:`numeric`).
+
+        Columns pandas already parsed as numbers are taken as they are; all text columns are
+        converted together in one vectorised pass (no per-column overhead for wide files)."""
         idx = [self.index(n) for n in names]
         out = np.empty((len(self.frame), len(idx)), dtype=np.float64)
         invalid = np.zeros(out.shape, dtype=bool)
-        kinds = self.frame.dtypes.to_numpy()
-        numeric = [k for k, j in enumerate(idx) if kinds[j].kind in "iufb"]
+        kinds = [k.kind for k in self.frame.dtypes.to_numpy()]
+        numeric = [k for k, j in enumerate(idx) if kinds[j] in "iufb"]
+        text = [k for k, j in enumerate(idx) if kinds[j] not in "iufb"]
         if numeric:
-            out[:, numeric] = self.frame[[idx[k] for k in numeric]].to_numpy(dtype=np.float64, na_value=np.nan)
-        for k in sorted(set(range(len(idx))) - set(numeric)):
-            out[:, k], invalid[:, k] = _strings_to_float(self.frame[idx[k]])
+            block = self.frame.iloc[:, [idx[k] for k in numeric]]
+            out[:, numeric] = block.to_numpy(dtype=np.float64, na_value=np.nan)
+        if text:
+            block = self.frame.iloc[:, [idx[k] for k in text]].to_numpy(dtype=object)
+            out[:, text], invalid[:, text] = _strings_to_float(block)
         bad = invalid | np.isinf(out) | (np.isnan(out) & (not allow_missing))
         if bad.any():
             i = int(np.flatnonzero(bad.any(axis=1))[0])
@@ -194,12 +201,12 @@ class Table:
                      self._text, self.delimiter)
 
 
-def _strings_to_float(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Text cells -> float64 (missing tokens -> NaN) and a mask of cells that are not numbers."""
-    s = pd.Series(col.to_numpy(dtype=object), dtype=object).map(lambda v: v.strip() if isinstance(v, str) else v)
-    missing = (s.map(lambda v: v.lower() if isinstance(v, str) else v).isin(MISSING_TOKENS) | s.isna()).to_numpy()
-    values = pd.to_numeric(s.where(~missing), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return values, np.isnan(values) & ~missing
+def _strings_to_float(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cells (any objects) -> float64 (missing tokens -> NaN) and a mask of cells that are not numbers."""
+    flat = pd.Series(block.ravel(), dtype=object).astype(str).str.strip()
+    missing = flat.str.lower().isin(MISSING_TOKENS).to_numpy()
+    values = pd.to_numeric(flat.where(~missing), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return values.reshape(block.shape), (np.isnan(values) & ~missing).reshape(block.shape)
 
 
 def parse_number(cell: Any, path: str, line: int, column: str, allow_missing: bool = False) -> float:
@@ -287,6 +294,8 @@ def _read_fast(raw: bytes, text: str, delim: str, encoding: str, shown: str,
     line, first = next(_records(text[:1 << 24], delim))
     header = [h.strip() for h in first]
     _check_header(header, shown, line)
+    if len(header) > MAX_FAST_COLUMNS:
+        return None  # pandas' cost per column outweighs its speed per cell
     pos = {h: j for j, h in enumerate(header)}
     dtype = {}
     for c in text_columns:
