@@ -5,8 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from lstmlab.data import DataError, load
-from lstmlab.data import csv_io
+from lstmlab.data import DataError, csv_io, load
 from lstmlab.data.csv_io import read_table
 
 

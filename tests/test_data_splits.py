@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstmlab.data import DataError, SOURCES, from_dataframe, load
+from lstmlab.data import SOURCES, DataError, from_dataframe, load
 
 FIX = Path(__file__).parent / "fixtures"
 
