@@ -32,6 +32,7 @@ def old_module(ref: str) -> types.ModuleType:
     src = src.replace("from .base import", "from lstmlab.data.base import")
     spec = importlib.util.spec_from_loader("csv_io_before", loader=None)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
     exec(compile(src, f"{ref}:csv_io.py", "exec"), mod.__dict__)
     return mod
 

@@ -8,7 +8,8 @@ import pytest
 from lstmlab.data import REQUIRED, SOURCES, DataError, DataSplits, SequenceData, check_options, describe, load
 
 EXPECTED = {"adding", "copy", "temporal-order", "airline", "sunspots", "co2", "japanese-vowels", "digits",
-            "fortunes", "wordnet", "csv-series", "csv-sequences", "csv-text", "text-file", "imdb-folder"}
+            "fortunes", "wordnet", "csv-series", "csv-sequences", "csv-text", "text-file", "imdb-folder",
+            "ts-file"}
 
 
 def test_every_source_is_registered_with_options():

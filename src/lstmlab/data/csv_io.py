@@ -1,15 +1,18 @@
 """Reading CSV files with errors that point at the file, row (editor line) and column.
 
 Reading is linear in rows x columns. A file without quote characters in an ASCII-compatible
-encoding is parsed by pandas' C reader, and one count of delimiter bytes proves that every
-record has as many fields as the header (pandas itself refuses longer rows). Anything else
-(quotes, a record of the wrong length, another encoding) goes through the ``csv`` module, which
-also gives the exact error. Editor lines are only worked out when an error needs them.
+encoding and with at most ``MAX_FAST_COLUMNS`` columns is parsed by pandas (its pyarrow engine
+when pyarrow is installed, else its C reader), and one count of delimiter bytes proves that
+every record has as many fields as the header (pandas itself refuses longer rows). Anything
+else (quotes, a record of the wrong length, another encoding, a very wide file) goes through
+the ``csv`` module, which also gives the exact error. Text cells become numbers in one
+vectorised pass; editor lines are only worked out when an error needs them.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import os
 import re
@@ -30,6 +33,8 @@ MISSING_TOKENS = frozenset({"", "na", "nan", "n/a", "null", "none", "-nan"})
 MAX_CSV_BYTES = 8 << 30   # a CSV file larger than this is refused (it would not fit in memory anyway)
 MAX_TEXT_BYTES = 1 << 30  # a text file larger than this is refused unless max_chars reads only its start
 MAX_FAST_COLUMNS = 2048   # wider files go through the csv module (linear, and cheaper per column)
+MISSING_HINT = "missing value; fix the cell or set missing='interpolate' or 'drop'"
+_HAVE_PYARROW = importlib.util.find_spec("pyarrow") is not None
 _ASCII_COMPATIBLE = {"utf-8", "utf8", "utf-8-sig", "ascii", "us-ascii", "latin-1", "latin1", "iso-8859-1",
                      "cp1252", "windows-1252"}
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -148,8 +153,9 @@ class Table:
         return self.header[self.index(column, option)]
 
     def column(self, name: str | int) -> np.ndarray:
-        """Cells of one column as an object array of stripped strings."""
-        return np.array([str(v).strip() for v in self.frame[self.index(name)].tolist()], dtype=object)
+        """Cells of one column as an object array of stripped strings (a missing DataFrame cell -> '')."""
+        return np.array(["" if _is_na(v) else str(v).strip() for v in self.frame[self.index(name)].tolist()],
+                        dtype=object)
 
     def cell(self, i: int, j: int) -> str:
         """The cell at row ``i``, column ``j`` as the user wrote it."""
@@ -167,7 +173,8 @@ class Table:
         """Column as float64; non-numbers and Inf raise DataError; missing -> NaN if allowed."""
         return self.numeric_block([name], allow_missing)[:, 0]
 
-    def numeric_block(self, names: Sequence[str | int], allow_missing: bool = False) -> np.ndarray:
+    def numeric_block(self, names: Sequence[str | int], allow_missing: bool = False,
+                      hint: str = MISSING_HINT) -> np.ndarray:
         """Several columns as one float64 ``(rows, len(names))`` array (see :meth:`numeric`).
 
         Columns pandas already parsed as numbers are taken as they are; all text columns are
@@ -189,7 +196,7 @@ class Table:
             i = int(np.flatnonzero(bad.any(axis=1))[0])
             j = idx[int(np.flatnonzero(bad[i])[0])]
             cell = self.cell(i, j)
-            parse_number(cell, self.path, int(self.lines[i]), self.header[j], allow_missing)
+            parse_number(cell, self.path, int(self.lines[i]), self.header[j], allow_missing, hint)
             raise DataError("", path=self.path, row=int(self.lines[i]), column=self.header[j],
                             expected="a number", got=cell)  # e.g. '1_0', which Python's float() accepts
         return out
@@ -201,21 +208,27 @@ class Table:
                      self._text, self.delimiter)
 
 
+def _is_na(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
+
+
 def _strings_to_float(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cells (any objects) -> float64 (missing tokens -> NaN) and a mask of cells that are not numbers."""
-    flat = pd.Series(block.ravel(), dtype=object).astype(str).str.strip()
-    missing = flat.str.lower().isin(MISSING_TOKENS).to_numpy()
+    raw = pd.Series(block.ravel(), dtype=object)
+    flat = raw.astype(str).str.strip()
+    missing = (raw.isna() | flat.str.lower().isin(MISSING_TOKENS)).to_numpy()
     values = pd.to_numeric(flat.where(~missing), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     return values.reshape(block.shape), (np.isnan(values) & ~missing).reshape(block.shape)
 
 
-def parse_number(cell: Any, path: str, line: int, column: str, allow_missing: bool = False) -> float:
+def parse_number(cell: Any, path: str, line: int, column: str, allow_missing: bool = False,
+                 hint: str = MISSING_HINT) -> float:
     """One numeric cell, with the error the user should see when it is not a finite number."""
     s = str(cell).strip()
     if s.lower() in MISSING_TOKENS:
         if allow_missing:
             return float("nan")
-        raise DataError("missing value; fix the cell or set missing='interpolate' or 'drop'",
+        raise DataError(hint,
                         path=path, row=line, column=column, expected="a number", got=cell)
     try:
         v = float(s)
@@ -288,7 +301,7 @@ def _read_slow(text: str, delim: str, shown: str) -> tuple[list[str], pd.DataFra
 
 def _read_fast(raw: bytes, text: str, delim: str, encoding: str, shown: str,
                text_columns: Iterable[str | int]) -> tuple[list[str], pd.DataFrame] | None:
-    """pandas' C reader, or None when the file needs the csv module (see the module doc)."""
+    """The file parsed by pandas, or None when it needs the csv module (see the module doc)."""
     if b'"' in raw or encoding.lower().replace("_", "-") not in _ASCII_COMPATIBLE:
         return None
     line, first = next(_records(text[:1 << 24], delim))
@@ -304,11 +317,20 @@ def _read_fast(raw: bytes, text: str, delim: str, encoding: str, shown: str,
                 dtype[int(c) % len(header)] = str
         elif str(c) in pos:
             dtype[pos[str(c)]] = str
-    try:
-        frame = pd.read_csv(io.BytesIO(raw), sep=delim, header=0, dtype=dtype or None, na_filter=False,
-                            skip_blank_lines=True, engine="c", quoting=csv.QUOTE_NONE, low_memory=False,
-                            encoding="utf-8" if encoding.lower().startswith("utf") else encoding)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError):
+    frame = None
+    options = {"sep": delim, "header": 0, "dtype": dtype or None, "skip_blank_lines": True,
+               "encoding": "utf-8" if encoding.lower().startswith("utf") else encoding}
+    for engine in (("pyarrow", "c") if _HAVE_PYARROW else ("c",)):
+        # no cell may turn into NaN by itself: missing tokens are this module's decision
+        extra = ({"na_filter": False, "quoting": csv.QUOTE_NONE, "low_memory": False} if engine == "c" else
+                 {"keep_default_na": False})
+        try:
+            frame = pd.read_csv(io.BytesIO(raw), engine=engine, **options, **extra)
+            break
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, TypeError,
+                NotImplementedError):
+            continue  # the pyarrow reader refuses more than the C reader (e.g. short rows): try the next
+    if frame is None:
         return None
     if frame.shape[1] != len(header) or len(frame) == 0:
         return None
@@ -330,7 +352,7 @@ def read_table(path: str | Path, delimiter: str | None = None, encoding: str = "
     text = decode(raw, encoding, shown)
     if not text.strip():
         raise DataError("the file is empty; expected a header row and data rows", path=shown)
-    delim = delimiter or _sniff_delimiter(text.lstrip("\r\n").splitlines()[0])
+    delim = delimiter or _sniff_delimiter(next((ln for ln in text[: 1 << 20].splitlines() if ln.strip()), ""))
     fast = _read_fast(raw, text, delim, encoding, shown, text_columns)
     if fast is not None:
         table = Table(shown, fast[0], fast[1], None, text, delim)

@@ -105,7 +105,7 @@ def _read_sequences(table: Table, id_column: Any, label_column: Any, time_column
     groups, label_of = _group(table, ic, lc)
     if tc is not None:
         groups = _order_by_time(table, tc, groups)
-    values = table.numeric_block(fcols)
+    values = table.numeric_block(fcols, hint="missing value; every feature cell of a sequence needs a number")
     ids = list(groups)
     return _Seqs(ids, [label_of[s][0] for s in ids], [label_of[s][1] for s in ids],
                  [values[groups[s]] for s in ids], table), [table.header[j] for j in fcols]

@@ -66,6 +66,44 @@ def _label_order(labels: Iterable[str]) -> list[str]:
         return uniq
 
 
+def _check_text_options(unseen_labels: str, truncate: str, max_len: Any, max_tokens: Any) -> None:
+    """DataError naming the option for a bad unseen_labels, truncate, max_len or max_tokens."""
+    if unseen_labels not in ("error", "drop"):
+        raise DataError(f"option 'unseen_labels': expected 'error' or 'drop', got {unseen_labels!r}"
+                        + suggest(str(unseen_labels), ["error", "drop"]))
+    if truncate not in ("post", "pre"):
+        raise DataError(f"option 'truncate': expected 'post' (keep the start) or 'pre' (keep the end), "
+                        f"got {truncate!r}")
+    if max_len is not None and (int(max_len) != max_len or max_len < 1):
+        raise DataError(f"option 'max_len': expected a positive integer or None, got {max_len!r}")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or int(max_tokens) != max_tokens or max_tokens < 3):
+        raise DataError(f"option 'max_tokens': expected an integer >= 3 (it counts <pad> and <unk>) or None, "
+                        f"got {max_tokens!r}")
+
+
+def _known_labels(train: Sequence[LabelledText], val: Sequence[LabelledText], test: Sequence[LabelledText],
+                  class_names: list[str], unseen_labels: str) -> tuple[dict[str, list[LabelledText]], dict]:
+    """Val/test examples whose label training has; the others raise or are dropped (and counted)."""
+    label_id = set(class_names)
+    dropped = {"val": 0, "test": 0}
+    kept: dict[str, list[LabelledText]] = {"train": list(train)}
+    for part, items in (("val", val), ("test", test)):
+        keep = []
+        for ex in items:
+            if ex.label in label_id:
+                keep.append(ex)
+            elif unseen_labels == "drop":
+                dropped[part] += 1
+            else:
+                where = f"{ex.origin}: " if ex.origin else ""
+                shown = ", ".join(class_names[:20]) + (" ..." if len(class_names) > 20 else "")
+                raise DataError(f"{where}label {ex.label!r} ({part} split) never occurs in the training "
+                                f"data (training labels: {shown}); add training examples or set "
+                                f"unseen_labels='drop'")
+        kept[part] = keep
+    return kept, dropped
+
+
 def text_classification_splits(
     train: Sequence[LabelledText],
     val: Sequence[LabelledText],
@@ -87,37 +125,12 @@ def text_classification_splits(
     ``y`` int64 class ids in the order of ``meta['class_names']``. Labels in val/test that
     training never saw raise DataError (``unseen_labels='error'``) or are dropped (``'drop'``).
     """
-    if unseen_labels not in ("error", "drop"):
-        raise DataError(f"option 'unseen_labels': expected 'error' or 'drop', got {unseen_labels!r}"
-                        + suggest(str(unseen_labels), ["error", "drop"]))
-    if truncate not in ("post", "pre"):
-        raise DataError(f"option 'truncate': expected 'post' (keep the start) or 'pre' (keep the end), "
-                        f"got {truncate!r}")
-    if max_len is not None and (int(max_len) != max_len or max_len < 1):
-        raise DataError(f"option 'max_len': expected a positive integer or None, got {max_len!r}")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or int(max_tokens) != max_tokens or max_tokens < 3):
-        raise DataError(f"option 'max_tokens': expected an integer >= 3 (it counts <pad> and <unk>) or None, "
-                        f"got {max_tokens!r}")
+    _check_text_options(unseen_labels, truncate, max_len, max_tokens)
     if not train:
         raise DataError(f"{name}: no training examples")
     class_names = _label_order(ex.label for ex in train)
     label_id = {c: i for i, c in enumerate(class_names)}
-    dropped = {"val": 0, "test": 0}
-    kept: dict[str, list[LabelledText]] = {"train": list(train)}
-    for part, items in (("val", val), ("test", test)):
-        keep = []
-        for ex in items:
-            if ex.label in label_id:
-                keep.append(ex)
-            elif unseen_labels == "drop":
-                dropped[part] += 1
-            else:
-                where = f"{ex.origin}: " if ex.origin else ""
-                shown = ", ".join(class_names[:20]) + (" ..." if len(class_names) > 20 else "")
-                raise DataError(f"{where}label {ex.label!r} ({part} split) never occurs in the training "
-                                f"data (training labels: {shown}); add training examples or set "
-                                f"unseen_labels='drop'")
-        kept[part] = keep
+    kept, dropped = _known_labels(train, val, test, class_names, unseen_labels)
     toks = {k: [tokenize(ex.text, lowercase) for ex in v] for k, v in kept.items()}
     vocab = Vocab.build(toks["train"], max_tokens=max_tokens, min_freq=min_freq)
     train_lengths = [len(t) for t in toks["train"]]
@@ -182,6 +195,23 @@ def _windows(ids: np.ndarray, seq_len: int, stride: int) -> SequenceData:
     return SequenceData(ids[idx], ids[idx + 1], None)
 
 
+def _lm_pieces(text: str, given: dict[str, str], val_fraction: float, test_fraction: float, lowercase: bool,
+               max_chars: int | None) -> dict[str, str]:
+    """Train / val / test texts: the pieces not ``given`` are cut from the end of ``text``."""
+    given = {k: v[: int(max_chars)] if max_chars is not None else v for k, v in given.items()}
+    if lowercase:
+        text, given = text.lower(), {k: v.lower() for k, v in given.items()}
+    if max_chars is not None:
+        text = text[: int(max_chars)]
+    n = len(text)
+    n_test = 0 if "test" in given else int(n * test_fraction)
+    n_val = 0 if "val" in given else int(n * val_fraction)
+    n_train = n - n_val - n_test
+    pieces = {"train": text[:n_train], "val": text[n_train:n_train + n_val], "test": text[n_train + n_val:]}
+    pieces.update(given)
+    return pieces
+
+
 def char_lm_splits(
     text: str,
     *,
@@ -210,17 +240,7 @@ def char_lm_splits(
     if int(stride) != stride or stride < 1:
         raise DataError(f"option 'stride': expected a positive integer, got {stride!r}")
     val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
-    given = {k: v[: int(max_chars)] if max_chars is not None else v for k, v in (given or {}).items()}
-    if lowercase:
-        text, given = text.lower(), {k: v.lower() for k, v in given.items()}
-    if max_chars is not None:
-        text = text[: int(max_chars)]
-    n = len(text)
-    n_test = 0 if "test" in given else int(n * test_fraction)
-    n_val = 0 if "val" in given else int(n * val_fraction)
-    n_train = n - n_val - n_test
-    pieces = {"train": text[:n_train], "val": text[n_train:n_train + n_val], "test": text[n_train + n_val:]}
-    pieces.update(given)
+    pieces = _lm_pieces(text, given or {}, val_fraction, test_fraction, lowercase, max_chars)
     if len(pieces["train"]) <= seq_len:
         raise DataError(f"{name}: the training text has {len(pieces['train'])} characters, not more than "
                         f"seq_len={seq_len}; use a longer text or a smaller seq_len")
