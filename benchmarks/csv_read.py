@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--wide", default="10000,20000,40000")
     args = ap.parse_args(argv)
     old = old_module(args.ref)
+    new.pandas()  # imported once before timing (lstmlab imports it on first use)
     pyarrow = importlib.util.find_spec("pyarrow") is not None
     rows = [f"| file | before ({args.ref}) s | after s | speed-up |", "|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
             np.testing.assert_array_equal(a, b)
             rows.append(f"| 1 row x {k:,} columns | {before:.1f} | {after:.2f} | {before / after:.0f}x |")
     print("\n".join(rows))
-    print(f"\npython {sys.version.split()[0]}, pandas {new.pd.__version__}, pyarrow "
+    print(f"\npython {sys.version.split()[0]}, pandas {new.pandas().__version__}, pyarrow "
           f"{'installed (not used: the C engine is used)' if pyarrow else 'not installed'}")
 
 

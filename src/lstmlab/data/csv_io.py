@@ -19,12 +19,14 @@ import re
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .base import DataError, suggest
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Table", "read_table", "read_text", "read_bytes", "resolve_file", "MISSING_TOKENS",
            "MAX_CSV_BYTES", "MAX_TEXT_BYTES"]
@@ -35,6 +37,13 @@ MAX_TEXT_BYTES = 1 << 30  # a text file larger than this is refused unless max_c
 MAX_FAST_COLUMNS = 2048   # wider files go through the csv module (linear, and cheaper per column)
 MISSING_HINT = "missing value; fix the cell or set missing='interpolate' or 'drop'"
 _HAVE_PYARROW = importlib.util.find_spec("pyarrow") is not None
+
+
+def pandas() -> Any:
+    """The pandas module, imported on first use (``import lstmlab`` stays light)."""
+    import pandas as pd
+
+    return pd
 _ASCII_COMPATIBLE = {"utf-8", "utf8", "utf-8-sig", "ascii", "us-ascii", "latin-1", "latin1", "iso-8859-1",
                      "cp1252", "windows-1252"}
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -117,7 +126,7 @@ class Table:
     @classmethod
     def from_frame(cls, df: pd.DataFrame, name: str = "DataFrame") -> Table:
         """Wrap a DataFrame; rows in errors are positions (``df.iloc[row]``)."""
-        if not isinstance(df, pd.DataFrame):
+        if not isinstance(df, pandas().DataFrame):
             raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}", path=name)
         header = [str(c) for c in df.columns]
         _check_header(header, name, None)
@@ -154,8 +163,9 @@ class Table:
 
     def column(self, name: str | int) -> np.ndarray:
         """Cells of one column as an object array of stripped strings (a missing DataFrame cell -> '')."""
-        return np.array(["" if _is_na(v) else str(v).strip() for v in self.frame[self.index(name)].tolist()],
-                        dtype=object)
+        cells = self.frame[self.index(name)].to_numpy(dtype=object)
+        na = pandas().isna(cells)
+        return np.array(["" if m else str(v).strip() for v, m in zip(cells, na)], dtype=object)
 
     def cell(self, i: int, j: int) -> str:
         """The cell at row ``i``, column ``j`` as the user wrote it."""
@@ -208,12 +218,9 @@ class Table:
                      self._text, self.delimiter)
 
 
-def _is_na(value: Any) -> bool:
-    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
-
-
 def _strings_to_float(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cells (any objects) -> float64 (missing tokens -> NaN) and a mask of cells that are not numbers."""
+    pd = pandas()
     raw = pd.Series(block.ravel(), dtype=object)
     flat = raw.astype(str).str.strip()
     missing = (raw.isna() | flat.str.lower().isin(MISSING_TOKENS)).to_numpy()
@@ -296,7 +303,7 @@ def _read_slow(text: str, delim: str, shown: str) -> tuple[list[str], pd.DataFra
         raise DataError("the file is empty; expected a header row and data rows", path=shown)
     if not rows:
         raise DataError("no data rows below the header", path=shown, row=header_line)
-    return header, pd.DataFrame(rows, dtype=object), np.asarray(lines, dtype=np.int64)
+    return header, pandas().DataFrame(rows, dtype=object), np.asarray(lines, dtype=np.int64)
 
 
 def _read_fast(raw: bytes, text: str, delim: str, encoding: str, shown: str,
@@ -317,6 +324,7 @@ def _read_fast(raw: bytes, text: str, delim: str, encoding: str, shown: str,
                 dtype[int(c) % len(header)] = str
         elif str(c) in pos:
             dtype[pos[str(c)]] = str
+    pd = pandas()
     frame = None
     options = {"sep": delim, "header": 0, "dtype": dtype or None, "skip_blank_lines": True,
                "encoding": "utf-8" if encoding.lower().startswith("utf") else encoding}

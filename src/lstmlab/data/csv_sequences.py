@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .base import (
     DataError,
@@ -24,8 +23,11 @@ from .base import (
     stratified_split,
     suggest,
 )
-from .csv_io import Table, read_table
+from .csv_io import Table, pandas, read_table
 from .timecol import parse_time_column
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["load_csv_sequences", "from_dataframe", "sequences_from_tables", "pack_sequences"]
 
@@ -67,7 +69,7 @@ def _group(table: Table, ic: int, lc: int) -> tuple[dict[str, np.ndarray], dict[
         empty = np.flatnonzero(cells == "")
         if len(empty):
             raise DataError("", **table.where(int(empty[0]), col), expected=what, got=cells[empty[0]])
-    codes, first = pd.factorize(pd.Series(sids, dtype=object))
+    codes, first = pandas().factorize(pandas().Series(sids, dtype=object))
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     groups = dict(zip(first.tolist(), np.split(order, bounds)))
@@ -125,7 +127,7 @@ def _targets(seqs: _Seqs, kind: str, class_names: list[str] | None, label_column
     if kind == "classification":
         return _class_ids(seqs, class_names or [], label_column)
     lc = seqs.table.index(label_column)
-    out = pd.to_numeric(pd.Series(seqs.labels, dtype=object), errors="coerce").to_numpy(np.float64)
+    out = pandas().to_numeric(pandas().Series(seqs.labels, dtype=object), errors="coerce").to_numpy(np.float64)
     bad = np.flatnonzero(~np.isfinite(out))
     if len(bad):
         raise DataError("", **seqs.table.where(seqs.label_rows[bad[0]], lc), expected="a finite number",

@@ -11,12 +11,15 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .base import DataError
-from .csv_io import Table
+from .csv_io import Table, pandas
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["TimeAxis", "parse_time_column", "looks_like_time", "check_increasing", "is_time_name",
            "TIME_FORMATS"]
@@ -60,6 +63,7 @@ def _number(cell: str) -> float | None:
 
 
 def _iso(cells: np.ndarray) -> pd.DatetimeIndex:
+    pd = pandas()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return pd.DatetimeIndex(pd.to_datetime(pd.Series(cells, dtype=object), format="ISO8601",
@@ -73,7 +77,7 @@ def looks_like_time(cell: str) -> bool:
         return False
     if any(p.match(s) for p in _QUARTER) or _MONTH.match(s):
         return True
-    return not pd.isna(_iso(np.array([s], dtype=object))[0])
+    return not pandas().isna(_iso(np.array([s], dtype=object))[0])
 
 
 def _fail(table: Table, j: int, i: int, cells: np.ndarray, note: str = "") -> DataError:
@@ -99,6 +103,7 @@ def parse_time_column(table: Table, column: str | int, option: str = "time_colum
         return TimeAxis(np.zeros(0), "number", None, cells)
     first = cells[0]
     if _number(first) is not None:
+        pd = pandas()
         values = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce").to_numpy(np.float64)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
@@ -124,6 +129,7 @@ def _datetime_period(stamps: pd.DatetimeIndex) -> int | None:
     """Seasonal period from the spacing of datetimes (monthly 12, quarterly 4, weekly 52, ...)."""
     if len(stamps) < 3:
         return None
+    pd = pandas()
     freq = None
     if stamps.is_monotonic_increasing and stamps.is_unique:
         with warnings.catch_warnings():
