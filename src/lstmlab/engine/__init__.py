@@ -1,6 +1,6 @@
 """Engines run one recurrent layer direction over a batch; layers never touch kernels directly.
 
-Engine modules (``reference``, ``loop``, ``fused``, ``native``) expose the same functions::
+Engine modules (``reference``, ``loop``, ``fused``, ``native``, ``gpu``) expose the same functions::
 
     lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None) -> (out, h_n, c_n)
     gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None)      -> (out, h_n)
@@ -28,10 +28,10 @@ import warnings
 import torch
 
 from .. import cells
-from . import fused, loop, native, reference
+from . import fused, gpu, loop, native, reference
 from .taps import GATES, StepTaps
 
-ENGINES = ("auto", "fused", "native", "loop", "reference")
+ENGINES = ("auto", "fused", "native", "gpu", "loop", "reference")
 
 _fused_state: dict = {}
 
@@ -70,13 +70,29 @@ def resolve(engine: str, *, cell: str | cells.Cell, taps: bool, rmask: bool, lay
         if rmask:
             raise ValueError("engine='native' does not support recurrent_dropout; use 'fused' or 'auto'")
         return native
-    if engine == "auto" and not taps and not rmask and native.supports(cell, activation, device):
+    if engine == "gpu":
+        if not gpu.available():
+            raise ValueError("engine='gpu' needs the triton package (it ships with CUDA builds of torch), "
+                             "which cannot be imported here; use 'auto'")
+        return gpu
+    if engine == "auto":
+        return _auto(cell, taps or rmask, activation, device)
+    fused = fused_module()
+    return fused if fused is not None else loop
+
+
+def _auto(cell: str | cells.Cell, needs_taps: bool, activation: str, device: torch.device):
+    """The engine ``"auto"`` picks.  ``needs_taps``: per-step taps or recurrent dropout, which torch's
+    kernels cannot do.  Speeds: benchmarks/RESULTS.md ("Speed", "GPU")."""
+    if not needs_taps and native.supports(cell, activation, device):
         # cuDNN on GPU and oneDNN for CPU inference are fastest; for CPU training the fused
-        # engine measured faster than torch's kernels (benchmarks/RESULTS.md, "Speed")
+        # engine measured faster than torch's kernels
         if device.type != "cpu" or not torch.is_grad_enabled():
             return native
         fused = fused_module()
         return fused if fused is not None else native
+    if needs_taps and device.type == "cuda" and gpu.available():
+        return gpu  # the Triton step kernels: taps inside one fused kernel per step
     fused = fused_module()
     return fused if fused is not None else loop
 

@@ -20,18 +20,21 @@ and the taps are accumulated in float32.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import torch
 
+from ... import cells
 from .. import loop
 from ..taps import StepTaps
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+@functools.cache
 def available() -> bool:
-    """Whether the ``triton`` package is importable here."""
+    """Whether the ``triton`` package is importable here (looked up once per process)."""
     return importlib.util.find_spec("triton") is not None
 
 
@@ -53,8 +56,10 @@ def _needs_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _run(cell: str, x, h0, c0, weights: tuple, lengths, rmask, activation: str, taps: StepTaps | None):
+def _run(cell: cells.Cell, x, h0, c0, weights: tuple, lengths, rmask, activation: str, taps: StepTaps | None):
+    """One call on the step kernels (triton imported here, on first use: it is an optional dependency)."""
     from . import functions as F
+    from . import steps
     from .plan import make_plan
 
     _check_lengths(lengths, x.shape[1])
@@ -65,28 +70,25 @@ def _run(cell: str, x, h0, c0, weights: tuple, lengths, rmask, activation: str, 
     with torch.autocast(x.device.type, enabled=False):
         s = F.forward(plan, x, h0, c0, *weights, save=False)
     F.taps_forward(taps, plan, s.get("sat"))
-    h_n = s["hs"][:, -1].clone()
-    if cell == "lstm":
-        return s["out"], h_n, s["cs"][:, -1].to(plan.io, copy=True)
-    return s["out"], h_n
+    return (s["out"], *steps.of(cell).final_states(plan, s))
 
 
 def lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None):
     """LSTM over a (B, T, I) batch (gate order i, f, g, o).  Returns ``(out, h_n, c_n)``."""
     if not supports(x):
         return loop.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, taps)
-    return _run("lstm", x, h0, c0, (w_ih, w_hh, b_ih, b_hh), lengths, rmask, "tanh", taps)
+    return _run(cells.LSTM, x, h0, c0, (w_ih, w_hh, b_ih, b_hh), lengths, rmask, "tanh", taps)
 
 
 def gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None):
     """GRU over a (B, T, I) batch (torch.nn.GRU equations, gate order r, z, n).  Returns ``(out, h_n)``."""
     if not supports(x):
         return loop.gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, taps)
-    return _run("gru", x, h0, None, (w_ih, w_hh, b_ih, b_hh), lengths, rmask, "tanh", taps)
+    return _run(cells.GRU, x, h0, None, (w_ih, w_hh, b_ih, b_hh), lengths, rmask, "tanh", taps)
 
 
 def rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, activation="tanh", taps=None):
     """Elman RNN (``activation`` tanh or relu) over a (B, T, I) batch.  Returns ``(out, h_n)``."""
     if not supports(x, activation):
         return loop.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, activation, taps)
-    return _run("rnn", x, h0, None, (w_ih, w_hh, b_ih, b_hh), lengths, rmask, activation, taps)
+    return _run(cells.RNN, x, h0, None, (w_ih, w_hh, b_ih, b_hh), lengths, rmask, activation, taps)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ...cells import GATES
 from ..taps import StepTaps
-from . import graphs, loops
+from . import graphs, loops, steps
 from .plan import Plan
 
 
@@ -49,28 +48,13 @@ def _dw_hh(p: Plan, dG: torch.Tensor, hs: torch.Tensor, h0: torch.Tensor) -> tor
 
 def param_grads(p: Plan, s: dict, b: dict, x: torch.Tensor, needs: tuple[bool, ...]) -> dict:
     """dx, dW_ih, dW_hh, db_ih, db_hh from the per-step pre-activation gradients (big GEMMs)."""
-    B, T, H = p.batch, p.steps, p.hidden
+    B, T = p.batch, p.steps
     dG = b["dG"].view(B * T, -1)
     x2 = x.reshape(B * T, -1).to(p.io)
-    out = {}
-    if p.cell == "gru":  # the x-side gradient of n differs from the h-side one
-        rz, dan = dG[:, : 2 * H], b["dan"].view(B * T, H)
-        if needs[0]:
-            wi = s["wi"]
-            out["dx"] = torch.addmm(dan @ wi[2 * H:], rz, wi[: 2 * H]).view(B, T, -1)
-        out["dw_ih"] = torch.cat((rz.t() @ x2, dan.t() @ x2)) if needs[1] else None
-        out["db_ih"] = torch.cat((rz.sum(0), dan.sum(0))) if needs[3] else None
-        dgx = None
-    else:
-        dgx = dG
-        out["dx"] = (dG @ s["wi"]).view(B, T, -1) if needs[0] else None
-        out["dw_ih"] = dG.t() @ x2 if needs[1] else None
-    if needs[2]:
-        out["dw_hh"] = _dw_hh(p, dG, s["hs"], s["h0"])
     db = dG.sum(0) if (needs[3] or needs[4]) else None
+    out = steps.of(p.cell).x_grads(p, s, b, dG, x2, needs, db)
+    out["dw_hh"] = _dw_hh(p, dG, s["hs"], s["h0"]) if needs[2] else None
     out["db_hh"] = db
-    if dgx is not None:  # LSTM / RNN: both biases enter the same sum; separate tensors for two .grad
-        out["db_ih"] = None if db is None else db.clone()
     return out
 
 
@@ -79,7 +63,7 @@ def taps_forward(taps: StepTaps | None, p: Plan, sat: torch.Tensor | None) -> No
         return
     taps.units = p.hidden
     total = sat.sum(1)
-    taps.saturated = {name: total[k] for k, name in enumerate(GATES[p.cell])}
+    taps.saturated = {name: total[k] for k, name in enumerate(p.cell.gates)}
 
 
 def taps_backward(taps: StepTaps | None, b: dict) -> None:
@@ -106,10 +90,7 @@ class RecurrentFunction(torch.autograd.Function):
         names = [k for k in SAVED if k in s]
         ctx.names = names
         ctx.save_for_backward(x, *(s[k] for k in names))
-        h_n = s["hs"][:, -1].clone()
-        if p.cell == "lstm":
-            return s["out"], h_n, s["cs"][:, -1].to(p.io, copy=True)
-        return s["out"], h_n
+        return (s["out"], *steps.of(p.cell).final_states(p, s))
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -34,7 +34,7 @@ def enabled(device: torch.device) -> bool:
 
 
 def _key(kind: str, p: Plan, device: torch.device, save: bool = True) -> tuple:
-    return (kind, p.cell, p.batch, p.steps, p.hidden, p.io, p.acc, p.lens is not None, p.rmask is not None, p.relu,
+    return (kind, p.cell.name, p.batch, p.steps, p.hidden, p.io, p.acc, p.lens is not None, p.rmask is not None, p.relu,
             p.taps, save, device.index)
 
 

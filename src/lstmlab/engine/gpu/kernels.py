@@ -8,9 +8,11 @@ recurrent-dropout mask, and the taps -- saturated units per ``(t, b)`` in forwar
 (and ``|dL/dc_t|^2``) per ``(t, b)`` in backward -- as per-hidden-tile partial sums that the caller
 adds up once after the loop (deterministic, no atomics).
 
-Buffers are allocated by :mod:`.functions`, contiguous, batch-first:
-``G`` (B, T, n_gates*H) input projections, overwritten by the activated gates (forward, when
-saving) and then by the pre-activation gradients (backward); ``HS``/``CS`` (B, T, H) states after
+Buffers are allocated by :mod:`.loops`, contiguous, batch-first, and passed by argument name
+(``HS`` is the buffer ``hs``; a kernel for cell ``c`` is named ``c_fwd`` / ``c_bwd``, see
+:mod:`.steps`): ``G`` (B, T, n_gates*H) input projections, overwritten by the activated gates
+(forward, when saving; SimpleRNN's activation is its state ``HS``) and then by the
+pre-activation gradients (backward); ``HS``/``CS`` (B, T, H) states after
 each step (the state before step 0 is ``H0``/``C0``); ``REC`` (B, n_gates*H) the step's GEMM
 output; ``DHM`` (B, H) ``dG_{t+1} @ W_hh``; ``DHC`` (B, H) the gradient reaching ``h_t`` directly
 (final-state gradient, carried padded steps, GRU's ``z * h`` path); ``DC`` (B, H) the gradient
@@ -18,7 +20,7 @@ reaching ``c_t`` from later steps.  Partial sums: ``SAT`` (n_gates, NB, T, B), `
 with NB the number of hidden tiles.  Values are computed in ``ACC`` (float32, or float64 for
 float64 inputs) whatever the storage dtype, so half-precision buffers keep fp32 arithmetic.
 
-This file is imported twice by :mod:`.functions`: as compiled kernels for CUDA tensors and, with
+This file is imported twice by :mod:`.plan`: as compiled kernels for CUDA tensors and, with
 ``TRITON_INTERPRET=1`` set only while it loads, as Triton-interpreter kernels for CPU tensors.
 """
 
@@ -278,7 +280,7 @@ def rnn_fwd(G, REC, H0, HS, OUT, HR, RMASK, LEN, SAT, THR, t, B, T, H,
 
 
 @triton.jit(do_not_specialize=["t"])
-def rnn_bwd(DG, HS, GOUT, DHM, DHC, RMASK, LEN, PH, t, B, T, H,
+def rnn_bwd(G, HS, GOUT, DHM, DHC, RMASK, LEN, PH, t, B, T, H,
             RELU: tl.constexpr, HAS_LEN: tl.constexpr, HAS_RMASK: tl.constexpr, TAPS: tl.constexpr,
             ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
     rb, rh, inside = _tile(B, H, BLOCK_B, BLOCK_H)
@@ -292,6 +294,6 @@ def rnn_bwd(DG, HS, GOUT, DHM, DHC, RMASK, LEN, PH, t, B, T, H,
         d = tl.where(h > 0.0, dh, 0.0)
     else:
         d = dh * (1.0 - h * h)
-    tl.store(DG + s_off, tl.where(valid, d, 0.0), mask=inside)
+    tl.store(G + s_off, tl.where(valid, d, 0.0), mask=inside)
     b_off = rb[:, None] * H + rh[None, :]
     tl.store(DHC + b_off, tl.where(valid, 0.0, dh), mask=inside)

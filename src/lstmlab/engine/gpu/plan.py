@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...cells import GATES
+from ... import cells
 
 _KERNELS: dict[str, object] = {}
 
@@ -68,7 +68,7 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
 class Plan:
     """Shapes, dtypes, tiles and kernel switches of one call."""
 
-    cell: str
+    cell: cells.Cell  # the call's row of the cell table
     batch: int
     steps: int
     hidden: int
@@ -87,7 +87,7 @@ class Plan:
 
     @property
     def n_gates(self) -> int:
-        return len(GATES[self.cell])
+        return self.cell.n_gates
 
     def flags(self) -> dict:
         acc = tl.float64 if self.acc == torch.float64 else tl.float32
@@ -95,7 +95,7 @@ class Plan:
                     BLOCK_B=self.block_b, BLOCK_H=self.block_h)
 
 
-def make_plan(cell: str, x: torch.Tensor, hidden: int, lengths: torch.Tensor | None, rmask: torch.Tensor | None,
+def make_plan(cell: cells.Cell, x: torch.Tensor, hidden: int, lengths: torch.Tensor | None, rmask: torch.Tensor | None,
               relu: bool, taps: bool) -> Plan:
     batch, steps, _ = x.shape
     io = autocast_dtype(x.device) or x.dtype
