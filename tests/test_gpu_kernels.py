@@ -18,12 +18,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 pytest.importorskip("triton", reason="triton is not installed; `pip install -e '.[test]'` installs it")
 
-from lstmlab import engine  # noqa: E402
+from lstmlab import cells, engine  # noqa: E402
 from lstmlab.engine import StepTaps, gpu, reference  # noqa: E402
 
 F64, F32 = torch.float64, torch.float32
 TOL = {F64: {"rtol": 1e-10, "atol": 1e-10}, F32: {"rtol": 1e-5, "atol": 1e-5}}
-N_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 CELLS = [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")]
 LENGTHS = [6, 3, 5, 1, 6]  # B = 5, T = 6: full, partial and length-1 sequences
 NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
@@ -36,7 +35,8 @@ class Problem:
 
     def __init__(self, cell, dtype, device, *, batch=5, steps=6, inp=3, hidden=7, scale=2.0, rmask=False, seed=0):
         g = torch.Generator().manual_seed(seed)
-        rows = N_GATES[cell] * hidden
+        self.spec = cells.get(cell)
+        rows = self.spec.n_gates * hidden
 
         def leaf(*shape, std=1.0):
             return (std * torch.randn(*shape, dtype=dtype, generator=g)).to(device).requires_grad_()
@@ -51,17 +51,17 @@ class Problem:
             keep = torch.rand(batch, hidden, generator=g) > 0.25
             self.rmask = (keep.to(dtype) / 0.75).to(device)
 
+    def states(self):
+        return [self.h0, self.c0][:len(self.spec.states)]
+
     def leaves(self):
-        return [self.x, self.h0] + ([self.c0] if self.cell == "lstm" else []) + self.weights
+        return [self.x, *self.states(), *self.weights]
 
     def run(self, mod, activation="tanh", lengths=None, taps=None):
-        """One call of an engine module; returns its outputs as a list."""
-        w, rm = self.weights, self.rmask
-        if self.cell == "lstm":
-            return list(mod.lstm(self.x, self.h0, self.c0, *w, lengths, rm, taps))
-        if self.cell == "gru":
-            return list(mod.gru(self.x, self.h0, *w, lengths, rm, taps))
-        return list(mod.rnn(self.x, self.h0, *w, lengths, rm, activation, taps))
+        """One call of an engine module (its function for this cell); returns its outputs as a list."""
+        out, final = engine.call(mod, self.spec, self.x, self.states(), self.weights, lengths, self.rmask, activation,
+                                 taps)
+        return [out, *final]
 
 
 def _loss(outputs):
@@ -133,9 +133,9 @@ def test_several_tiles(cell, device):
 def _torch_module(cell, activation, inp, hidden, dtype, device, bidirectional=False):
     torch.manual_seed(1)
     kw = dict(batch_first=True, bidirectional=bidirectional)
-    if cell == "rnn":
+    if cells.get(cell).uses_activation:
         kw["nonlinearity"] = activation
-    return getattr(torch.nn, {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell])(inp, hidden, **kw).to(device, dtype)
+    return getattr(torch.nn, cells.get(cell).torch_name)(inp, hidden, **kw).to(device, dtype)
 
 
 def _weights(m, suffix=""):
@@ -149,9 +149,9 @@ def test_matches_torch_nn(cell, activation, dtype, device):
     prob = Problem(cell, dtype, device, inp=4, hidden=9)
     m = _torch_module(cell, activation, 4, 9, dtype, device)
     prob.weights = list(m.parameters())
-    hx = (prob.h0[None], prob.c0[None]) if cell == "lstm" else prob.h0[None]
-    ref_out, ref_state = m(prob.x, hx)
-    ref = [ref_out, *(s[0] for s in ref_state)] if cell == "lstm" else [ref_out, ref_state[0]]
+    hx = tuple(s[None] for s in prob.states())
+    ref_out, ref_state = m(prob.x, hx if prob.spec.has_cell_state else hx[0])
+    ref = [ref_out, *(s[0] for s in (ref_state if prob.spec.has_cell_state else (ref_state,)))]
     got = prob.run(gpu, activation)
     for name, a, b in zip(("out", "h_n", "c_n")[:len(ref)], got, ref, strict=True):
         torch.testing.assert_close(a, b, **TOL[dtype], msg=lambda msg, name=name: f"{name}: {msg}")
@@ -163,28 +163,26 @@ def test_matches_torch_nn(cell, activation, dtype, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_bidirectional_packed(cell, device, monkeypatch):
-    """engine.run forward + reverse with lengths == a bidirectional torch module on a PackedSequence,
-    and the reversed direction's taps == the reference engine's on the original time axis."""
+def test_bidirectional_packed(cell, device):
+    """engine.run(engine="gpu") forward + reverse with lengths == a bidirectional torch module on a
+    PackedSequence, and the reversed direction's taps == the reference engine's on the original time axis."""
     lengths = torch.tensor(LENGTHS)
     m = _torch_module(cell, "tanh", 3, 6, F64, device, bidirectional=True)
     prob = Problem(cell, F64, device, hidden=6)
     h0 = torch.stack([prob.h0, 2 * prob.h0])
     c0 = torch.stack([prob.c0, -prob.c0])
     packed = pack_padded_sequence(prob.x, lengths, batch_first=True, enforce_sorted=False)
-    po, state = m(packed, (h0, c0) if cell == "lstm" else h0)
-    ref = [pad_packed_sequence(po, batch_first=True, total_length=6)[0], state[0] if cell == "lstm" else state]
-    resolve = engine.resolve
+    lstm_like = prob.spec.has_cell_state
+    po, state = m(packed, (h0, c0) if lstm_like else h0)
+    ref = [pad_packed_sequence(po, batch_first=True, total_length=6)[0], state[0] if lstm_like else state]
     got, taps = [], {}
     for name in ("gpu", "reference"):
-        if name == "gpu":
-            monkeypatch.setattr(engine, "resolve", lambda *a, **k: gpu)
         outs = []
         for d, suffix in enumerate(("", "_reverse")):
             taps[name, d] = StepTaps()
-            outs.append(engine.run(cell, prob.x, h0[d], c0[d] if cell == "lstm" else None, _weights(m, suffix),
-                                   lengths=lengths, reverse=bool(d), engine="reference", taps=taps[name, d]))
-        monkeypatch.setattr(engine, "resolve", resolve)
+            outs.append(engine.run(cell, prob.x, h0[d], c0[d] if lstm_like else None,
+                                   _weights(m, suffix), lengths=lengths, reverse=bool(d), engine=name,
+                                   taps=taps[name, d]))
         got.append([torch.cat([o[0] for o in outs], -1), torch.stack([o[1] for o in outs])])
     for a, b in zip(got[0], ref, strict=True):
         torch.testing.assert_close(a, b, **TOL[F64])
