@@ -89,6 +89,13 @@ def _prev(P0, PS, rb, rh, inside, t, T, H, ACC: tl.constexpr):
 
 
 @triton.jit
+def _pre(G, REC, g_off, r_off, k, H, inside, ACC: tl.constexpr):
+    """Pre-activation of gate block k: its input projection (G) plus the step's recurrent GEMM output (REC)."""
+    return tl.load(G + g_off + k * H, mask=inside, other=0.0).to(ACC) + \
+        tl.load(REC + r_off + k * H, mask=inside, other=0.0).to(ACC)
+
+
+@triton.jit
 def _count(SAT, gate, sat, inside, valid, rb, B, t, T):
     """Store the number of saturated units of one gate per batch row (this hidden tile's share)."""
     cnt = _rowsum(tl.where(inside & valid & sat, 1.0, 0.0))
@@ -149,14 +156,10 @@ def lstm_fwd(G, REC, H0, C0, HS, CS, OUT, HR, RMASK, LEN, SAT, THR, t, B, T, H,
     valid = _valid(LEN, rb, B, t, HAS_LEN)
     g_off = rb[:, None] * (T * 4 * H) + t * (4 * H) + rh[None, :]
     r_off = rb[:, None] * (4 * H) + rh[None, :]
-    a_i = tl.load(G + g_off, mask=inside, other=0.0).to(ACC) + tl.load(REC + r_off, mask=inside, other=0.0).to(ACC)
-    a_f = tl.load(G + g_off + H, mask=inside, other=0.0).to(ACC) + tl.load(REC + r_off + H, mask=inside,
-                                                                           other=0.0).to(ACC)
-    a_g = tl.load(G + g_off + 2 * H, mask=inside, other=0.0).to(ACC) + tl.load(REC + r_off + 2 * H, mask=inside,
-                                                                               other=0.0).to(ACC)
-    a_o = tl.load(G + g_off + 3 * H, mask=inside, other=0.0).to(ACC) + tl.load(REC + r_off + 3 * H, mask=inside,
-                                                                               other=0.0).to(ACC)
-    i, f, g, o = _sigmoid(a_i), _sigmoid(a_f), _tanh(a_g), _sigmoid(a_o)
+    i = _sigmoid(_pre(G, REC, g_off, r_off, 0, H, inside, ACC))
+    f = _sigmoid(_pre(G, REC, g_off, r_off, 1, H, inside, ACC))
+    g = _tanh(_pre(G, REC, g_off, r_off, 2, H, inside, ACC))
+    o = _sigmoid(_pre(G, REC, g_off, r_off, 3, H, inside, ACC))
     hp = _prev(H0, HS, rb, rh, inside, t, T, H, ACC)
     cp = _prev(C0, CS, rb, rh, inside, t, T, H, ACC)
     c = tl.where(valid, f * cp + i * g, cp)
@@ -211,11 +214,9 @@ def gru_fwd(G, REC, H0, HS, OUT, HN, HR, RMASK, LEN, SAT, THR, t, B, T, H,
     valid = _valid(LEN, rb, B, t, HAS_LEN)
     g_off = rb[:, None] * (T * 3 * H) + t * (3 * H) + rh[None, :]
     r_off = rb[:, None] * (3 * H) + rh[None, :]
-    a_r = tl.load(G + g_off, mask=inside, other=0.0).to(ACC) + tl.load(REC + r_off, mask=inside, other=0.0).to(ACC)
-    a_z = tl.load(G + g_off + H, mask=inside, other=0.0).to(ACC) + tl.load(REC + r_off + H, mask=inside,
-                                                                           other=0.0).to(ACC)
+    r = _sigmoid(_pre(G, REC, g_off, r_off, 0, H, inside, ACC))
+    z = _sigmoid(_pre(G, REC, g_off, r_off, 1, H, inside, ACC))
     hn = tl.load(REC + r_off + 2 * H, mask=inside, other=0.0).to(ACC)
-    r, z = _sigmoid(a_r), _sigmoid(a_z)
     n = _tanh(tl.load(G + g_off + 2 * H, mask=inside, other=0.0).to(ACC) + r * hn)
     hp = _prev(H0, HS, rb, rh, inside, t, T, H, ACC)
     h = tl.where(valid, (1.0 - z) * n + z * hp, hp)
@@ -264,8 +265,7 @@ def rnn_fwd(G, REC, H0, HS, OUT, HR, RMASK, LEN, SAT, THR, t, B, T, H,
             TAPS: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
     rb, rh, inside = _tile(B, H, BLOCK_B, BLOCK_H)
     valid = _valid(LEN, rb, B, t, HAS_LEN)
-    a = tl.load(G + rb[:, None] * (T * H) + t * H + rh[None, :], mask=inside, other=0.0).to(ACC) + \
-        tl.load(REC + rb[:, None] * H + rh[None, :], mask=inside, other=0.0).to(ACC)
+    a = _pre(G, REC, rb[:, None] * (T * H) + t * H + rh[None, :], rb[:, None] * H + rh[None, :], 0, H, inside, ACC)
     if RELU:
         hnew = tl.maximum(a, 0.0)
         sat = hnew == 0.0
