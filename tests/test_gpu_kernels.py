@@ -357,3 +357,27 @@ def test_compiled_kernels_build_for_sm90(io, acc):
     for fn, relu in variants:
         flags = {k: v for k, v in dict(base, RELU=relu).items() if k in fn.arg_names}
         assert _compile_sm90(fn, io, acc, flags) > 1000, fn.__name__
+
+
+def test_every_cell_of_the_table_has_steps_and_kernels():
+    """A cell added to lstmlab.cells without its Steps entry or its two kernels fails here, not at a first call."""
+    from lstmlab.engine.gpu import plan, steps
+
+    k = plan.kernels(torch.device("cpu"))
+    for spec in cells.CELLS.values():
+        kind = steps.of(spec)
+        assert kind.spec is spec
+        assert [kind.kernel(k, d).__name__ for d in ("fwd", "bwd")] == [f"{spec.name}_fwd", f"{spec.name}_bwd"]
+
+
+def test_launcher_names_a_missing_buffer():
+    """Kernel arguments are bound to buffers by name: a required one that is missing is named, not replaced."""
+    from lstmlab.engine.gpu import loops, plan
+
+    p = plan.make_plan(cells.LSTM, torch.zeros(2, 3, 4), 5, None, None, False, True)
+    b = loops.fwd_buffers(p, torch.device("cpu"), save=True)
+    fwd = plan.kernels(torch.device("cpu")).lstm_fwd
+    loops.launcher(fwd, p, {**b, "h0": b["rec"], "c0": b["rec"]})  # optional ones (HR, RMASK, LEN) absent: fine
+    del b["cs"]
+    with pytest.raises(KeyError, match="lstm_fwd: no buffer 'cs' for its argument CS"):
+        loops.launcher(fwd, p, {**b, "h0": b["rec"], "c0": b["rec"]})
