@@ -224,7 +224,7 @@ def _too_large(exc: TooLarge, header: Header, prefix: str) -> str:
             "elements; the config does not match the stored weights")
 
 
-_BUILD_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError, OverflowError,
+_BUILD_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError, ArithmeticError,
                  RecursionError)
 
 
@@ -278,21 +278,36 @@ def check_state(model: nn.Module, header: Header) -> None:
 # ---------------------------------------------------------------------------------------------
 # 5. compile settings and optimizer state
 # ---------------------------------------------------------------------------------------------
-def _compile_args(meta: dict, where: str) -> dict | None:
-    comp = saving.parse_json(meta, "compile", where, default="{}")
+def _check_number(where: str, key: str, value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        _fail(where, key, f"expected a number or null, got {value!r:.80}")
+
+
+def read_compile(header: Header) -> dict | None:
+    """The ``compile`` section (checked whether or not it is used): its keys and value types, and the
+    optimizer spec turned into an :class:`~lstmlab.optim.Optimizer`; None when no loss is stored."""
+    where = header.where
+    comp = saving.parse_json(header.meta, "compile", where, default="{}")
     if not isinstance(comp, dict):
         _fail(where, "compile", f"expected an object, got {comp!r:.80}")
     for k in comp:
         if k not in COMPILE_KEYS:
             _fail(where, f"compile.{k}", f"unknown key; expected one of {', '.join(COMPILE_KEYS)}")
+    if not isinstance(comp.get("loss"), (str, type(None))):
+        _fail(where, "compile.loss", f"expected a loss name or null, got {comp['loss']!r:.80}")
+    metrics = comp.get("metrics")
+    if metrics is not None and not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
+        _fail(where, "compile.metrics", f"expected a list of metric names, got {metrics!r:.80}")
+    for k in ("clipnorm", "clipvalue", "global_clipnorm"):
+        _check_number(where, f"compile.{k}", comp.get(k))
     opt = comp.get("optimizer")
-    if opt is not None and not isinstance(opt, dict):
-        _fail(where, "compile.optimizer", f"expected an object or null, got {opt!r:.80}")
-    for k in opt or {}:
-        if k not in OPTIMIZER_KEYS:
-            _fail(where, f"compile.optimizer.{k}", f"unknown key; expected one of {', '.join(OPTIMIZER_KEYS)}")
-    if opt is not None and not isinstance(opt.get("options", {}), dict):
-        _fail(where, "compile.optimizer.options", f"expected an object, got {opt['options']!r:.80}")
+    if opt is not None:
+        if not isinstance(opt, dict):
+            _fail(where, "compile.optimizer", f"expected an object or null, got {opt!r:.80}")
+        try:
+            comp = {**comp, "optimizer": optim.get(opt)}
+        except (ValueError, TypeError) as exc:
+            _fail(where, "compile.optimizer", _message(exc))
     return comp if comp.get("loss") else None
 
 
@@ -307,23 +322,17 @@ def _check_optimizer_tensors(model: nn.Module, state: dict, where: str) -> None:
                                                         f"parameter, got {tuple(v.shape)}")
 
 
-def compile_from_file(model, header: Header, tensors: dict[str, torch.Tensor]) -> None:
+def compile_from_file(model, header: Header, comp: dict, state: dict | None) -> None:
     """Compile as stored (loss, metrics, clipping, optimizer) and restore the optimizer state."""
     where = header.where
-    comp = _compile_args(header.meta, where)
-    if comp is None:
-        return
     try:
-        spec = optim.get(comp["optimizer"]) if comp.get("optimizer") else "adam"
-        model.compile(loss=comp["loss"], optimizer=spec, metrics=comp.get("metrics"),
+        model.compile(loss=comp["loss"], optimizer=comp.get("optimizer") or "adam", metrics=comp.get("metrics"),
                       clipnorm=comp.get("clipnorm"), clipvalue=comp.get("clipvalue"),
                       global_clipnorm=comp.get("global_clipnorm"))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         _fail(where, "compile", _message(exc))
-    state = saving.optimizer_state(tensors, header.meta, where)
     if state is None:
         return
-    _check_optimizer_tensors(model, state, where)
     try:
         model._ensure_optimizer()
         model.optimizer.load_state_dict(state)
@@ -332,14 +341,20 @@ def compile_from_file(model, header: Header, tensors: dict[str, torch.Tensor]) -
 
 
 def load_model(path, cls: type, compile: bool = True):
-    """Rebuild a ``cls`` (Sequential) saved with ``model.save``: architecture, weights, optimizer state."""
+    """Rebuild a ``cls`` (Sequential) saved with ``model.save``: architecture, weights, optimizer state.
+
+    Every section is checked even when unused (``compile=False``): a file is accepted or refused whole."""
     header = saving.read_header(path)
     config = saving.parse_json(header.meta, "config", header.where)
     check_config(config, header.where)
+    comp = read_compile(header)
     model = build(cls, config, header)
     check_state(model, header)
     tensors = saving.read_tensors(header)
     model.load_state_dict(saving.model_state(tensors))
-    if compile:
-        compile_from_file(model, header, tensors)
+    state = saving.optimizer_state(tensors, header.meta, header.where)
+    if state is not None:
+        _check_optimizer_tensors(model, state, header.where)
+    if compile and comp is not None:
+        compile_from_file(model, header, comp, state)
     return model
