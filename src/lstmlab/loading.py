@@ -28,7 +28,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import optim, saving
 from .layers import LAYERS, deserialize
-from .saving import FLOAT_DTYPES, Header, ModelFileError
+from .saving import FLOAT_DTYPES, Header, ModelFileError, first_line, printable
 
 MAX_LAYERS = 1000
 """Most layers a model file may declare."""
@@ -111,7 +111,7 @@ def check_spec(spec, where: str, key: str, depth: int = 0) -> None:
         _fail(where, key, f"expected an object with class_name and config, got {spec!r:.80}")
     for k in spec:
         if k not in ("class_name", "config"):
-            _fail(where, f"{key}.{k}", "unknown key; expected class_name and config")
+            _fail(where, f"{key}.{printable(k)}", "unknown key; expected class_name and config")
     name = spec.get("class_name")
     if not isinstance(name, str) or name not in LAYERS:
         _fail(where, f"{key}.class_name", f"expected one of {sorted(LAYERS)}, got {name!r:.80}")
@@ -121,7 +121,7 @@ def check_spec(spec, where: str, key: str, depth: int = 0) -> None:
     args = _arguments(LAYERS[name])
     for arg, value in cfg.items():
         if arg not in args:
-            _fail(where, f"{key}.config.{arg}", f"not an argument of {name}; expected one of {sorted(args)}")
+            _fail(where, f"{key}.config.{printable(arg)}", f"not an argument of {name}; expected one of {sorted(args)}")
         hint = args[arg][0]
         if hint is not None and _is_layer(hint) and value is not None:
             if depth >= MAX_NESTING:
@@ -140,7 +140,7 @@ def check_config(config, where: str) -> None:
         _fail(where, "config", f"expected an object with {', '.join(CONFIG_KEYS)}, got {config!r:.80}")
     for k in config:
         if k not in CONFIG_KEYS:
-            _fail(where, f"config.{k}", f"unknown key; expected {', '.join(CONFIG_KEYS)}")
+            _fail(where, f"config.{printable(k)}", f"unknown key; expected {', '.join(CONFIG_KEYS)}")
     if not isinstance(config.get("name", ""), str):
         _fail(where, "config.name", f"expected a string, got {config['name']!r:.80}")
     if config.get("dtype", "float32") not in DTYPES:
@@ -228,11 +228,6 @@ _BUILD_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, Ru
                  RecursionError)
 
 
-def _message(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def build(cls: type, config: dict, header: Header) -> nn.Module:
     """``cls`` (Sequential) from a checked config, each layer under the guard."""
     guard = BuildGuard(BUILD_FACTOR * header.elements("model/") + SMALL)
@@ -246,7 +241,7 @@ def build(cls: type, config: dict, header: Header) -> nn.Module:
         except TooLarge as exc:
             _fail(header.where, f"config.layers[{k}] ({spec['class_name']})", _too_large(exc, header, prefix))
         except _BUILD_ERRORS as exc:
-            _fail(header.where, f"config.layers[{k}] ({spec['class_name']})", _message(exc))
+            _fail(header.where, f"config.layers[{k}] ({spec['class_name']})", first_line(exc))
     guard.one = max(header.largest("model/"), SMALL)
     try:
         with guard:
@@ -255,7 +250,7 @@ def build(cls: type, config: dict, header: Header) -> nn.Module:
     except TooLarge as exc:
         _fail(header.where, "config", _too_large(exc, header, "model/"))
     except _BUILD_ERRORS as exc:
-        _fail(header.where, "config", _message(exc))
+        _fail(header.where, "config", first_line(exc))
     return model
 
 
@@ -264,7 +259,8 @@ def check_state(model: nn.Module, header: Header) -> None:
     built = {f"model/{k}": v for k, v in model.state_dict().items()}
     stored = {k for k in header.shapes if k.startswith("model/")}
     for key in sorted(stored - set(built)):
-        _fail(header.where, key, "stored, but the config builds no such tensor (architecture does not match)")
+        _fail(header.where, printable(key), "stored, but the config builds no such tensor (architecture does not "
+                                            "match)")
     for key, t in built.items():
         if key not in header.shapes:
             _fail(header.where, key, f"the config builds a {tuple(t.shape)} tensor the file does not store")
@@ -292,7 +288,7 @@ def read_compile(header: Header) -> dict | None:
         _fail(where, "compile", f"expected an object, got {comp!r:.80}")
     for k in comp:
         if k not in COMPILE_KEYS:
-            _fail(where, f"compile.{k}", f"unknown key; expected one of {', '.join(COMPILE_KEYS)}")
+            _fail(where, f"compile.{printable(k)}", f"unknown key; expected one of {', '.join(COMPILE_KEYS)}")
     if not isinstance(comp.get("loss"), (str, type(None))):
         _fail(where, "compile.loss", f"expected a loss name or null, got {comp['loss']!r:.80}")
     metrics = comp.get("metrics")
@@ -307,7 +303,7 @@ def read_compile(header: Header) -> dict | None:
         try:
             comp = {**comp, "optimizer": optim.get(opt)}
         except (ValueError, TypeError) as exc:
-            _fail(where, "compile.optimizer", _message(exc))
+            _fail(where, "compile.optimizer", first_line(exc))
     return comp if comp.get("loss") else None
 
 
@@ -318,8 +314,8 @@ def _check_optimizer_tensors(model: nn.Module, state: dict, where: str) -> None:
             _fail(where, f"optimizer/{idx}", f"expected a parameter index below {len(params)}")
         for name, v in entries.items():
             if isinstance(v, torch.Tensor) and name != "step" and tuple(v.shape) != tuple(params[idx].shape):
-                _fail(where, f"optimizer/{idx}/{name}", f"expected shape {tuple(params[idx].shape)} like its "
-                                                        f"parameter, got {tuple(v.shape)}")
+                _fail(where, printable(f"optimizer/{idx}/{name}"),
+                      f"expected shape {tuple(params[idx].shape)} like its parameter, got {tuple(v.shape)}")
 
 
 def compile_from_file(model, header: Header, comp: dict, state: dict | None) -> None:
@@ -330,14 +326,14 @@ def compile_from_file(model, header: Header, comp: dict, state: dict | None) -> 
                       clipnorm=comp.get("clipnorm"), clipvalue=comp.get("clipvalue"),
                       global_clipnorm=comp.get("global_clipnorm"))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        _fail(where, "compile", _message(exc))
+        _fail(where, "compile", first_line(exc))
     if state is None:
         return
     try:
         model._ensure_optimizer()
         model.optimizer.load_state_dict(state)
     except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
-        _fail(where, "optimizer", _message(exc))
+        _fail(where, "optimizer", first_line(exc))
 
 
 def load_model(path, cls: type, compile: bool = True):

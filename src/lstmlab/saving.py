@@ -105,6 +105,23 @@ class Header:
         return max((math.prod(s) for k, s in self.shapes.items() if k.startswith(prefix)), default=0)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (messages here are one line)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def printable(text) -> str:
+    """A key from a file, fit for a one-line message: as is when short and printable, else its repr."""
+    text = str(text)
+    return text if text.isprintable() and len(text) <= 80 else repr(text)[:80]
+
+
+def _corrupt(where: str, why: BaseException | str) -> ModelFileError:
+    why = first_line(why) if isinstance(why, BaseException) else why
+    return ModelFileError(f"{where}: not a readable lstmlab model (truncated or corrupt: {why})")
+
+
 def _header_size(p: Path, where: str) -> int:
     """The JSON header's length from the first 8 bytes, checked against the cap and the file size."""
     try:
@@ -115,8 +132,7 @@ def _header_size(p: Path, where: str) -> int:
         raise ModelFileError(f"{where}: cannot be read ({exc.strerror or exc})") from None
     n = int.from_bytes(head, "little") if len(head) == 8 else -1
     if n < 2 or n + 8 > size:
-        raise ModelFileError(f"{where}: not a readable lstmlab model (truncated or corrupt: "
-                             f"{size} bytes, header length {n})")
+        raise _corrupt(where, f"{size} bytes, header length {n}")
     if n > MAX_HEADER_BYTES:
         raise ModelFileError(f"{where}: header of {n} bytes, expected at most {MAX_HEADER_BYTES} "
                              "(lstmlab.saving.MAX_HEADER_BYTES)")
@@ -141,7 +157,7 @@ def read_header(path: str | os.PathLike) -> Header:
             shapes = {k: tuple(int(n) for n in s.get_shape()) for k, s in slices.items()}
             dtypes = {k: str(s.get_dtype()) for k, s in slices.items()}
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
-        raise ModelFileError(f"{where}: not a readable lstmlab model (truncated or corrupt: {exc})") from None
+        raise _corrupt(where, exc) from None
     if meta.get("lstmlab_format") != FORMAT or "config" not in meta:
         raise ModelFileError(f"{where}: expected lstmlab format {FORMAT}, got metadata keys {sorted(meta)}")
     header = Header(p, meta, shapes, dtypes)
@@ -163,8 +179,7 @@ def read_tensors(header: Header) -> dict[str, torch.Tensor]:
                 if tuple(out[key].shape) != shape:
                     raise ModelFileError(f"{header.where}: changed while it was read")
     except (SafetensorError, OSError, RuntimeError, TypeError) as exc:
-        raise ModelFileError(f"{header.where}: not a readable lstmlab model (truncated or corrupt: {exc})") \
-            from None
+        raise _corrupt(header.where, exc) from None
     return out
 
 
@@ -180,8 +195,7 @@ def parse_json(meta: dict[str, str], key: str, where: str, default: str | None =
     try:
         return json.loads(text)
     except (ValueError, TypeError, RecursionError) as exc:
-        raise ModelFileError(f"{where}: {key}: not valid JSON ({type(exc).__name__}: "
-                             f"{str(exc)[:200]})") from None
+        raise ModelFileError(f"{where}: {key}: not valid JSON ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def _plain(v) -> bool:
@@ -209,7 +223,8 @@ def _check_group(group, where: str) -> dict:
         raise ModelFileError(f"{where}.lr: expected a positive number, got {lr!r:.80}")
     for k, v in group.items():
         if k != "params" and not _plain(v):
-            raise ModelFileError(f"{where}.{k}: expected a number, string or tuple of numbers, got {v!r:.80}")
+            raise ModelFileError(f"{where}.{printable(k)}: expected a number, string or tuple of numbers, "
+                                 f"got {v!r:.80}")
     return group
 
 
@@ -234,7 +249,8 @@ def optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, str],
         extra = _unjson(extra)
         bad = [k for k, v in extra.items() if not _plain(v)] if isinstance(extra, dict) else ["(not an object)"]
         if bad:
-            raise ModelFileError(f"{where}: optimizer.other[{idx!r}].{bad[0]}: expected a number or string")
+            raise ModelFileError(f"{where}: optimizer.other[{idx!r:.40}].{printable(bad[0])}: expected a number "
+                                 "or string")
         state.setdefault(_index(idx, f"{where}: optimizer.other"), {}).update(extra)
     return {"state": state, "param_groups": groups}
 
