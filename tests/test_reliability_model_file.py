@@ -10,6 +10,7 @@ allocated" without measuring memory or time.
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import math
@@ -308,3 +309,16 @@ def test_an_optimizer_tensor_of_the_wrong_shape_is_named(files, tmp_path):
     save_file(tensors, str(tmp_path / "m.lstmlab"), metadata=meta)
     with pytest.raises(ll.ModelFileError, match=f"{key}: expected shape .* like its parameter, got \\(7, 7\\)"):
         ll.load_model(tmp_path / "m.lstmlab")
+
+
+def test_report_of_a_run_with_a_crafted_model_notes_it_and_allocates_nothing(files, tmp_path):
+    """``lstmlab report`` keeps its policy (a page with a note for a model that does not load, exit 0);
+    the note names the file and the layer, and the crafted file allocates nothing."""
+    run = tmp_path / "run"
+    run.mkdir()
+    rewrite(files["reg"], run / "model.lstmlab", change=setter("layers.1.config.units", 6000))
+    with no_huge_tensors():
+        rc, out, err = run_cli(["report", str(run)])
+    assert rc == 0 and err == "", err
+    page = (run / "report.html").read_text()
+    assert html.escape(f"model file {str(run / 'model.lstmlab')!r}: config.layers[1] (LSTM)") in page

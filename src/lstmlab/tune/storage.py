@@ -98,15 +98,16 @@ def mask_url(url: str) -> str:
 
 
 def _secrets(url: str) -> set[str]:
-    """The secret strings of a URL, as written and percent-decoded (pieces split at ``@`` too)."""
+    """The secret strings of a URL, as written and percent-decoded, and their pieces around ``@``."""
     from urllib.parse import quote, unquote, unquote_plus
 
     _, _, rest = url.partition("://")
     info, rest = _userinfo(rest)
     raw = [info.partition(":")[2]] if info is not None and ":" in info else []
     raw += [v for k, _, v in _query_items(rest.partition("?")[2]) if SECRET_KEYS.search(unquote_plus(k))]
-    raw += [piece for r in raw for piece in r.split("@")]
-    return {form for r in raw for form in (r, unquote(r), unquote_plus(r), quote(unquote(r), safe="")) if form}
+    forms = {f for r in raw for f in (r, unquote(r), unquote_plus(r))}
+    forms |= {piece for f in forms for piece in f.split("@")}
+    return {f for form in forms for f in (form, quote(form, safe="")) if f}
 
 
 def scrub(text: str, url: str) -> str:
