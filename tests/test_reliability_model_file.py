@@ -322,3 +322,13 @@ def test_report_of_a_run_with_a_crafted_model_notes_it_and_allocates_nothing(fil
     assert rc == 0 and err == "", err
     page = (run / "report.html").read_text()
     assert html.escape(f"model file {str(run / 'model.lstmlab')!r}: config.layers[1] (LSTM)") in page
+
+
+@pytest.mark.parametrize(("key", "value", "layer"), [("layers.2.config.merge_mode", None, "layer 2 (bidirectional)"),
+                                                    ("layers.4.config.return_attention", True, "layer 4 (attention)")])
+def test_a_layer_that_returns_several_tensors_is_one_line_exit_2(files, tmp_path, key, value, layer):
+    """Found by fuzzing: such a file loads (the layers allow it) but Sequential cannot run it."""
+    path = rewrite(files["reg"], tmp_path / "model.lstmlab", change=setter(key, value))
+    rc, out, err = diagnose(path)
+    assert rc == 2 and err.splitlines() == [f"lstmlab diagnose: error: {layer}: returns 2 tensors; Sequential needs "
+                                            "one; call the layer directly"], err

@@ -105,6 +105,9 @@ class Sequential(nn.Module):
                 out = layer(x)
             else:
                 out = layer(x)
+            if isinstance(out, (list, tuple)):  # Bidirectional(merge_mode=None), Attention(return_attention=True)
+                raise ValueError(f"layer {k} ({getattr(layer, 'name', type(layer).__name__)}): returns {len(out)} "
+                                 "tensors; Sequential needs one; call the layer directly")
             if isinstance(layer, Layer):
                 m = layer.compute_mask(x, None if lengths is None else self._mask(lengths, x))
                 if type(layer).__name__ in ("Embedding", "Masking") and m is not None:
