@@ -332,3 +332,22 @@ def test_a_layer_that_returns_several_tensors_is_one_line_exit_2(files, tmp_path
     rc, out, err = diagnose(path)
     assert rc == 2 and err.splitlines() == [f"lstmlab diagnose: error: {layer}: returns 2 tensors; Sequential needs "
                                             "one; call the layer directly"], err
+
+
+def _bidirectional(**changes):
+    def change(cfg):
+        bidi = cfg["layers"][2]["config"]
+        for k, v in changes.items():
+            setter(k, v)(bidi)
+    return change
+
+
+@pytest.mark.parametrize(("changes", "names"), [
+    ({"layer.config.return_sequences": False}, "backward_layer.config.return_sequences: expected False"),
+    ({"merge_mode": "sum", "layer.config.units": 4}, "backward_layer.config.units: expected 4"),
+])
+def test_bidirectional_halves_that_cannot_be_merged_are_named(files, tmp_path, changes, names):
+    """Found by fuzzing: the two halves disagreed and torch.cat raised a RuntimeError (exit 1, traceback)."""
+    path = rewrite(files["reg"], tmp_path / "model.lstmlab", change=_bidirectional(**changes))
+    rc, out, err = diagnose(path)
+    assert rc == 2 and len(err.splitlines()) == 1 and f"config.layers[2].config.{names}" in err, err

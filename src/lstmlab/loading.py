@@ -132,6 +132,24 @@ def check_spec(spec, where: str, key: str, depth: int = 0) -> None:
     missing = [a for a, (_, required) in args.items() if required and a not in cfg]
     if missing:
         _fail(where, f"{key}.config", f"missing {name}'s argument {missing[0]!r}")
+    if name == "Bidirectional":
+        _check_directions(cfg, where, f"{key}.config")
+
+
+def _check_directions(cfg: dict, where: str, key: str) -> None:
+    """Bidirectional's two layers must give outputs it can merge (the constructor does not check a
+    given ``backward_layer``; Keras refuses the same mismatches)."""
+    back = cfg.get("backward_layer")
+    if back is None:
+        return
+    fw, bw = cfg["layer"].get("config", {}), back.get("config", {})
+    same = ["return_sequences", "return_state", "stateful"]
+    if cfg.get("merge_mode", "concat") in ("sum", "mul", "ave"):
+        same.append("units")
+    for arg in same:
+        if fw.get(arg, False) != bw.get(arg, False):
+            _fail(where, f"{key}.backward_layer.config.{arg}", f"expected {fw.get(arg, False)!r} as in the "
+                                                                f"forward layer, got {bw.get(arg, False)!r}")
 
 
 def check_config(config, where: str) -> None:
