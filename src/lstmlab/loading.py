@@ -9,7 +9,8 @@ A model file declares an architecture (JSON) and stores tensors.  Nothing it dec
    stores for that layer, nor all of them together more than :data:`BUILD_FACTOR` times what the
    file stores, and random fills and QR decompositions are skipped (the stored values replace
    them), so building costs about as much as reading the file, whatever the config says;
-4. the built state's keys, shapes and dtypes must equal the stored ones; only then is data read.
+4. the built state's keys and shapes must equal the stored ones (floats stored as floats); only then
+   is tensor data read.
 
 Every refusal is a :class:`~lstmlab.saving.ModelFileError` naming the file and the key.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 import types
 import typing
 
@@ -336,7 +338,7 @@ def _check_optimizer_tensors(model: nn.Module, state: dict, where: str) -> None:
                       f"expected shape {tuple(params[idx].shape)} like its parameter, got {tuple(v.shape)}")
 
 
-def compile_from_file(model, header: Header, comp: dict, state: dict | None) -> None:
+def compile_from_file(model: nn.Module, header: Header, comp: dict, state: dict | None) -> None:
     """Compile as stored (loss, metrics, clipping, optimizer) and restore the optimizer state."""
     where = header.where
     try:
@@ -354,7 +356,7 @@ def compile_from_file(model, header: Header, comp: dict, state: dict | None) -> 
         _fail(where, "optimizer", first_line(exc))
 
 
-def load_model(path, cls: type, compile: bool = True):
+def load_model(path: str | os.PathLike, cls: type, compile: bool = True) -> nn.Module:
     """Rebuild a ``cls`` (Sequential) saved with ``model.save``: architecture, weights, optimizer state.
 
     Every section is checked even when unused (``compile=False``): a file is accepted or refused whole."""

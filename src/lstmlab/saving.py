@@ -189,7 +189,7 @@ def read(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, st
     return read_tensors(header), header.meta
 
 
-def parse_json(meta: dict[str, str], key: str, where: str, default: str | None = None):
+def parse_json(meta: dict[str, str], key: str, where: str, default: str | None = None) -> object:
     """``json.loads`` of a metadata entry; any failure (bad JSON, nesting too deep) names the file and key."""
     text = meta.get(key, default)
     try:
