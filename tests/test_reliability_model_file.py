@@ -24,7 +24,6 @@ from safetensors.torch import load_file, save_file
 
 import lstmlab as ll
 from lstmlab import cli, loading, saving
-from lstmlab.attention import Attention
 
 LIMIT = 1_000_000
 TOKENS = ["<pad>", "<unk>", "a", "b", "c", "d"]
@@ -84,7 +83,7 @@ def make_reg(path: Path) -> Path:
     model = ll.Sequential([ll.Masking(), ll.LSTM(4, return_sequences=True),
                            ll.Bidirectional(ll.GRU(3, return_sequences=True)),
                            ll.SimpleRNN(3, return_sequences=True, recurrent_initializer="identity"),
-                           Attention(), ll.Dropout(0.1), ll.Dense(1)])
+                           ll.Attention(), ll.Dropout(0.1), ll.Dense(1)])
     model.compile(loss="mse", optimizer=ll.SGD(0.01, momentum=0.9), clipnorm=1.0)
     model.fit(torch.randn(8, 6, 2), torch.randn(8, 1), epochs=1, verbose=0)
     model.save(path)
