@@ -322,6 +322,7 @@ def read_compile(header: Header) -> dict | None:
             _fail(where, "compile.optimizer", f"expected an object or null, got {opt!r:.80}")
         try:
             comp = {**comp, "optimizer": optim.get(opt)}
+            optim.check_options(comp["optimizer"].options)
         except (ValueError, TypeError) as exc:
             _fail(where, "compile.optimizer", first_line(exc))
     return comp if comp.get("loss") else None

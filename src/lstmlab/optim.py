@@ -15,17 +15,19 @@ OPTION_KINDS = {"nesterov": "bool", "amsgrad": "bool", "centered": "bool", "mome
 SPEC_KEYS = ("name", "learning_rate", "options")
 
 
-def _check_option(name: str, value) -> None:
-    """One optimizer option's value against :data:`OPTION_KINDS` (so a bad file fails at load, not at step 1)."""
-    kind = OPTION_KINDS[name]
-    if kind == "bool":
-        ok = isinstance(value, bool)
-    else:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
-            value >= 0 if kind == ">=0" else 0 <= value < 1)
-    if not ok:
-        want = {"bool": "true or false", ">=0": "a number >= 0", "[0,1)": "a number in [0, 1)"}[kind]
-        raise ValueError(f"optimizer option {name!r}: expected {want}, got {value!r}")
+def check_options(options: dict) -> None:
+    """Each option's value against :data:`OPTION_KINDS` (a model file's optimizer is checked at load,
+    not at its first step).  Names are checked by :class:`Optimizer`."""
+    for name, value in options.items():
+        kind = OPTION_KINDS.get(name)
+        if kind == "bool":
+            ok = isinstance(value, bool)
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+                kind is None or (value >= 0 if kind == ">=0" else 0 <= value < 1))
+        if not ok:
+            want = {"bool": "true or false", ">=0": "a number >= 0", "[0,1)": "a number in [0, 1)"}
+            raise ValueError(f"optimizer option {name!r}: expected {want.get(kind, 'a number')}, got {value!r}")
 
 
 @dataclass
@@ -55,7 +57,6 @@ class Optimizer:
             if k not in allowed:
                 raise ValueError(f"optimizer option {k!r}: not accepted by {self.name}; "
                                  f"expected one of {sorted(allowed)}")
-            _check_option(k, self.options[k])
 
     def build(self, params) -> torch.optim.Optimizer:
         o, lr = dict(self.options), float(self.learning_rate)
