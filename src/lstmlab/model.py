@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
 from typing import NamedTuple
 
@@ -11,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import loading, optim, saving
 from . import losses as L
 from . import metrics as M
-from . import optim, saving
 from .callbacks import Callback, History, ProgbarLogger
 from .layers import (
     Bidirectional,
@@ -106,6 +105,9 @@ class Sequential(nn.Module):
                 out = layer(x)
             else:
                 out = layer(x)
+            if isinstance(out, (list, tuple)):  # Bidirectional(merge_mode=None), Attention(return_attention=True)
+                raise ValueError(f"layer {k} ({getattr(layer, 'name', type(layer).__name__)}): returns {len(out)} "
+                                 "tensors; Sequential needs one; call the layer directly")
             if isinstance(layer, Layer):
                 m = layer.compute_mask(x, None if lengths is None else self._mask(lengths, x))
                 if type(layer).__name__ in ("Embedding", "Masking") and m is not None:
@@ -451,23 +453,9 @@ class Sequential(nn.Module):
 
 
 def load_model(path, compile: bool = True) -> Sequential:
-    """Rebuild a model saved with ``model.save`` (architecture, weights, optimizer state)."""
-    tensors, meta = saving.read(path)
-    try:
-        config = json.loads(meta["config"])
-        model = Sequential.from_config(config)
-        state = saving.model_state(tensors)
-        model.load_state_dict(state)
-    except (KeyError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
-        raise saving.ModelFileError(f"model file {str(path)!r}: the stored architecture does not match "
-                                    f"its weights ({exc})") from None
-    comp = json.loads(meta.get("compile", "{}"))
-    if compile and comp.get("loss"):
-        model.compile(loss=comp["loss"], optimizer=optim.get(comp["optimizer"]) if comp.get("optimizer")
-                      else "adam", metrics=comp.get("metrics"), clipnorm=comp.get("clipnorm"),
-                      clipvalue=comp.get("clipvalue"), global_clipnorm=comp.get("global_clipnorm"))
-        opt_state = saving.optimizer_state(tensors, meta)
-        if opt_state is not None:
-            model._ensure_optimizer()
-            model.optimizer.load_state_dict(opt_state)
-    return model
+    """Rebuild a model saved with ``model.save`` (architecture, weights, optimizer state).
+
+    The file may come from anyone: what it declares is checked against what it stores before
+    anything is built, and errors are :class:`~lstmlab.saving.ModelFileError` naming the file and key
+    (see :mod:`lstmlab.loading`)."""
+    return loading.load_model(path, Sequential, compile)

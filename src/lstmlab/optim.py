@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+# what each option takes (torch's own limits): a bool, a number >= 0, or a number in [0, 1)
+OPTION_KINDS = {"nesterov": "bool", "amsgrad": "bool", "centered": "bool", "momentum": ">=0",
+                "weight_decay": ">=0", "epsilon": ">=0", "beta_1": "[0,1)", "beta_2": "[0,1)", "rho": ">=0"}
+SPEC_KEYS = ("name", "learning_rate", "options")
+
+
+def check_options(options: dict) -> None:
+    """Each option's value against :data:`OPTION_KINDS` (a model file's optimizer is checked at load,
+    not at its first step).  Names are checked by :class:`Optimizer`."""
+    for name, value in options.items():
+        kind = OPTION_KINDS.get(name)
+        if kind == "bool":
+            ok = isinstance(value, bool)
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+                kind is None or (value >= 0 if kind == ">=0" else 0 <= value < 1))
+        if not ok:
+            want = {"bool": "true or false", ">=0": "a number >= 0", "[0,1)": "a number in [0, 1)"}
+            raise ValueError(f"optimizer option {name!r}: expected {want.get(kind, 'a number')}, got {value!r}")
 
 
 @dataclass
@@ -25,8 +45,10 @@ class Optimizer:
         if self.learning_rate is None:
             self.learning_rate = DEFAULT_LR[self.name]
         lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or lr != lr:
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
             raise ValueError(f"learning_rate: expected a positive number, got {lr!r}")
+        if not isinstance(self.options, dict):
+            raise ValueError(f"optimizer options: expected a mapping of option to value, got {self.options!r}")
         allowed = {"sgd": {"momentum", "nesterov", "weight_decay"},
                    "adam": {"beta_1", "beta_2", "epsilon", "weight_decay", "amsgrad"},
                    "adamw": {"beta_1", "beta_2", "epsilon", "weight_decay", "amsgrad"},
@@ -58,6 +80,9 @@ def get(spec, learning_rate: float | None = None, **options) -> Optimizer:
     if isinstance(spec, Optimizer):
         return spec
     if isinstance(spec, dict):
+        unknown = [k for k in spec if k not in SPEC_KEYS]
+        if unknown:
+            raise ValueError(f"optimizer: unknown key {unknown[0]!r}; expected one of {', '.join(SPEC_KEYS)}")
         return Optimizer(**spec)
     if isinstance(spec, str):
         return Optimizer(spec.lower(), learning_rate, options)

@@ -23,12 +23,12 @@ from .objective import Skipped, TrialError, TrialRunner
 from .report import format_table, write_report
 from .space import TuneSpec, load_tune
 from .storage import (
-    StorageError,
     check_study,
     fail_orphans,
     ledger,
     mask_url,
     open_storage,
+    storage_error,
     storage_url,
     worker_id,
 )
@@ -109,9 +109,10 @@ def _claim_run_dir(rd: RunDir, url: str, name: str) -> None:
     mine = {"study": name, "storage": mask_url(url)}
     if rd.tune.exists():
         old = rd.read_json(rd.tune)
-        if isinstance(old, dict) and (old.get("study"), old.get("storage")) != (name, mine["storage"]):
+        old_storage = mask_url(str(old.get("storage"))) if isinstance(old, dict) else None  # older files: unmasked
+        if isinstance(old, dict) and (old.get("study"), old_storage) != (name, mine["storage"]):
             raise ConfigError(f"--run-dir {rd.root}: holds trials of study {old.get('study')!r} "
-                              f"({old.get('storage')}); choose another --run-dir or the same --study and "
+                              f"({old_storage}); choose another --run-dir or the same --study and "
                               "--storage")
         return
     rd.write_json(rd.tune, mine)
@@ -151,7 +152,7 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
     try:
         existed = name in optuna.study.get_all_study_names(st)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy errors while talking to the server
-        raise StorageError(f"--storage {mask_url(url)}: {str(exc).strip().splitlines()[0]}") from None
+        raise storage_error(url, "", exc) from None
     # workers that join a running study draw their own random streams (the first keeps the seed);
     # the grid sampler's seed shuffles the grid, which every worker must number alike
     seed = o["seed"] if not existed or spec.grid else o["seed"] + zlib.crc32(worker_id().encode()) % 100_000

@@ -22,7 +22,8 @@ from typing import Any
 from ..config import ConfigError
 from ..run import RunDir
 
-__all__ = ["StorageError", "storage_url", "mask_url", "open_storage", "Ledger", "ledger", "retry_callback"]
+__all__ = ["StorageError", "storage_url", "mask_url", "scrub", "storage_error", "open_storage", "Ledger", "ledger",
+           "retry_callback"]
 
 
 class StorageError(ValueError):
@@ -54,9 +55,73 @@ def _pg_driver() -> str | None:
     return None
 
 
+SECRET_KEYS = re.compile(r"pass|secret|token|key|auth|cred", re.IGNORECASE)
+"""Query parameters whose values are hidden: password, sslpassword, passfile, sslkey, token, ..."""
+
+
+def _userinfo(rest: str) -> tuple[str | None, str]:
+    """(``user:password`` or None, what follows its ``@``) of a URL without its ``scheme://``.
+
+    Reads as far as the *last* ``@`` whose user part holds no ``/`` (SQLAlchemy's rule), so an
+    unencoded ``@`` inside a password is hidden with the rest of it."""
+    i = rest.rfind("@")
+    while i >= 0:
+        if "/" not in rest[:i].split(":", 1)[0]:
+            return rest[:i], rest[i + 1:]
+        i = rest.rfind("@", 0, i)
+    return None, rest
+
+
+def _query_items(query: str) -> list[tuple[str, str, str]]:
+    """(key, '=', value) of each ``&``-separated query item."""
+    return [item.partition("=") for item in query.split("&")]
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for messages and files)."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """The URL with every secret replaced by ``***``: the password (also with an empty user name,
+    percent-encoded or holding ``@``) and the values of query parameters such as ``password``,
+    ``sslpassword`` or ``passfile``.  The one function for URLs printed, logged, stored or raised."""
+    from urllib.parse import unquote_plus
+
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    info, rest = _userinfo(rest)
+    if info is not None:
+        user, colon, _ = info.partition(":")
+        rest = f"{user}{':***' if colon else ''}@{rest}"
+    path, q, query = rest.partition("?")
+    if q:
+        query = "&".join(f"{k}=***" if SECRET_KEYS.search(unquote_plus(k)) else k + eq + v
+                         for k, eq, v in _query_items(query))
+    return f"{scheme}://{path}{q}{query}"
+
+
+def _secrets(url: str) -> set[str]:
+    """The secret strings of a URL, as written and percent-decoded, and their pieces around ``@``."""
+    from urllib.parse import quote, unquote, unquote_plus
+
+    _, _, rest = url.partition("://")
+    info, rest = _userinfo(rest)
+    raw = [info.partition(":")[2]] if info is not None and ":" in info else []
+    raw += [v for k, _, v in _query_items(rest.partition("?")[2]) if SECRET_KEYS.search(unquote_plus(k))]
+    forms = {f for r in raw for f in (r, unquote(r), unquote_plus(r))}
+    forms |= {piece for f in forms for piece in f.split("@")}
+    return {f for form in forms for f in (form, quote(form, safe="")) if f}
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error message from a driver, a log line) without any of the URL's secrets."""
+    text = text.replace(url, mask_url(url))
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def storage_error(url: str, what: str, exc: BaseException) -> StorageError:
+    """``--storage <masked URL>: <what>: <first line of exc, secrets removed>``."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StorageError(scrub(f"--storage {mask_url(url)}: {what}{first}", url))
 
 
 def retry_callback(max_retry: int):
@@ -103,11 +168,9 @@ def open_storage(url: str, heartbeat_interval: int = 10, grace_period: int | Non
         raise AssertionError("not reached")
     except ImportError as exc:
         hint = " (pip install 'psycopg[binary]')" if url.startswith("postgres") else ""
-        raise StorageError(f"--storage {mask_url(url)}: the database driver is missing{hint}: "
-                           f"{str(exc).strip().splitlines()[0]}") from None
+        raise storage_error(url, f"the database driver is missing{hint}: ", exc) from None
     except Exception as exc:  # sqlalchemy.exc.*: bad URL, server down, no permission, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"--storage {mask_url(url)}: cannot open the study storage: {first}") from None
+        raise storage_error(url, "cannot open the study storage: ", exc) from None
 
 
 # ---------------------------------------------------------------------------------------------
