@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 import lstmlab as ll
+from lstmlab import data as lldata
 
 UCR_DIR = Path("/work/ucr")
 
@@ -85,13 +86,13 @@ class Data:
 def load_task(name: str, length: int, n_train: int, seed: int = 0) -> Data:
     """adding / copy / temporal-order-4 from lstmlab.data with the benchmark sizes."""
     if name == "adding":
-        s = ll.data.adding_problem(length=length, n_train=n_train, n_val=1000, n_test=1000, seed=seed)
+        s = lldata.adding_problem(length=length, n_train=n_train, n_val=1000, n_test=1000, seed=seed)
         kind, n_out, base = "regression", 1, 1.0 / 6.0
     elif name == "copy":
-        s = ll.data.copy_memory(length=length, n_train=n_train, n_val=1000, n_test=1000, seed=seed)
+        s = lldata.copy_memory(length=length, n_train=n_train, n_val=1000, n_test=1000, seed=seed)
         kind, n_out, base = "per_step", s.meta["n_classes"], s.meta["baseline"]["cross_entropy"]
     elif name == "temporal-order-4":
-        s = ll.data.temporal_order(length=length, classes=4, n_train=n_train, n_val=1000, n_test=1000,
+        s = lldata.temporal_order(length=length, classes=4, n_train=n_train, n_val=1000, n_test=1000,
                                    seed=seed)
         kind, n_out, base = "classification", 4, math.log(4)
     else:
