@@ -24,7 +24,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "src"))
 
 import torch  # noqa: E402
-
 import treat  # noqa: E402
 
 # target "key" (the score the probe ranks by) at which a probe stops early: solved with margin

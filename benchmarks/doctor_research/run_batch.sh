@@ -1,5 +1,6 @@
 #!/bin/bash
-# Run every line of a batch file (probe.py arguments) two at a time; results go to results/BATCH.jsonl.
+# Run every line of a batch file, PARALLEL at a time (default 2); results go to results/BATCH.jsonl.
+# A line is the arguments of probe.py, or of doctor_sim.py when it starts with "sim ".
 #   bash benchmarks/doctor_research/run_batch.sh benchmarks/doctor_research/batches/NAME.txt [PARALLEL]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -7,6 +8,8 @@ root="$(cd "$here/../.." && pwd)"
 batch="$1"; par="${2:-2}"
 name="$(basename "$batch" .txt)"
 export PYTHONPATH="$root/src" LSTMLAB_BUILD_DIR="${LSTMLAB_BUILD_DIR:-/tmp/build-research}"
-py="${PYTHON:-/work/main/.venv/bin/python}"
-grep -v '^\s*#' "$batch" | grep -v '^\s*$' | \
-  xargs -P "$par" -I{} sh -c "$py $here/probe.py {} --out $here/results/$name.jsonl >> $here/results/$name.log 2>&1"
+export PY="${PYTHON:-/work/main/.venv/bin/python}" HERE="$here" NAME="$name"
+grep -v '^\s*#' "$batch" | grep -v '^\s*$' | xargs -P "$par" -I{} bash -c '
+  line="{}"; script=probe.py
+  if [[ $line == sim\ * ]]; then script=doctor_sim.py; line="${line#sim }"; fi
+  $PY "$HERE/$script" $line --out "$HERE/results/$NAME.jsonl" >> "$HERE/results/$NAME.log" 2>&1'
