@@ -58,6 +58,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--znorm", action="store_true")
     p.add_argument("--tbptt", type=int, default=None)
+    p.add_argument("--val-frac", type=float, default=0.25, help="UCR: share of train held out for validation")
+    p.add_argument("--augment", type=int, default=0, help="window-sliced copies per training series")
     p.add_argument("--no-target", action="store_true", help="train the whole budget even when solved")
     p.add_argument("--tag", default="", help="free text stored with the result")
     p.add_argument("--out", default=str(HERE / "results" / "probes.jsonl"))
@@ -70,14 +72,15 @@ def treatment(a: argparse.Namespace, length: int) -> treat.Treatment:
     chrono = math.ceil(length / k) if a.chrono == "auto" else a.chrono
     return treat.Treatment(cell=a.cell, units=a.units, depth=a.depth, patch=max(1, k), chrono=chrono,
                            readout=a.readout, bidir=a.bidir, layer_norm=a.layer_norm, lr=a.lr,
-                           clipnorm=a.clipnorm, batch=a.batch, znorm=a.znorm, tbptt=a.tbptt)
+                           clipnorm=a.clipnorm, batch=a.batch, znorm=a.znorm, tbptt=a.tbptt,
+                           augment=a.augment)
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
     torch.set_num_threads(1)
     if a.set.startswith("ucr:"):
-        d = treat.load_ucr(a.set[4:], seed=a.seed)
+        d = treat.load_ucr(a.set[4:], val_frac=a.val_frac, seed=a.seed)
         target = None  # a handful of validation series: train the whole budget, keep the best
     else:
         d = treat.load_task(a.set, a.length, a.n_train, seed=0)

@@ -117,13 +117,14 @@ def load_ucr(name: str, val_frac: float = 0.25, seed: int = 0) -> Data:
     """A set exported to /work/ucr/NAME.npz (x_train (N, T, F), y_train, x_test, y_test).
 
     Validation = a stratified ``val_frac`` of the official train split; the test split is untouched.
+    ``val_frac = 0``: train on the whole split and "validate" on the training series themselves.
     """
     z = np.load(UCR_DIR / f"{name}.npz", allow_pickle=False)
     x, y, xte, yte = z["x_train"], z["y_train"], z["x_test"], z["y_test"]
     classes = np.unique(np.concatenate([y, yte]))
     y = np.searchsorted(classes, y)
     yte = np.searchsorted(classes, yte)
-    tr, va = stratified_split(y, val_frac, seed)
+    tr, va = stratified_split(y, val_frac, seed) if val_frac > 0 else (np.arange(len(y)),) * 2
     return Data(name, "classification", x[tr].astype(np.float32), y[tr], x[va].astype(np.float32), y[va],
                 xte.astype(np.float32), yte, len(classes), meta={"full_x": x, "full_y": y})
 
@@ -153,6 +154,7 @@ class Treatment:
     batch: int = 64
     znorm: bool = False
     tbptt: int | None = None
+    augment: int = 0              # extra window-sliced copies of each training series (0 = none)
 
     def label(self) -> str:
         plain = Treatment()
@@ -254,6 +256,28 @@ def decay_at_init(model: ll.Sequential, d: Data, x: np.ndarray, n: int = 64) -> 
         return f"error: {exc}"  # type: ignore[return-value]
 
 
+def window_slices(x: np.ndarray, y: np.ndarray, copies: int, ratio: float = 0.9,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Window slicing (Le Guennec et al. 2016): ``copies`` random crops of ``ratio`` of each series,
+    stretched back to T by linear interpolation, appended to the originals."""
+    if copies <= 0:
+        return x, y
+    rng = np.random.default_rng(seed)
+    n, length, f = x.shape
+    w = max(2, int(round(ratio * length)))
+    grid = np.linspace(0, w - 1, length)
+    out = [x]
+    for _ in range(copies):
+        starts = rng.integers(0, length - w + 1, size=n)
+        idx = starts[:, None] + grid[None, :]
+        lo = np.floor(idx).astype(int)
+        hi = np.minimum(lo + 1, length - 1)
+        frac = (idx - lo)[:, :, None]
+        rows = np.arange(n)[:, None]
+        out.append(((1 - frac) * x[rows, lo] + frac * x[rows, hi]).astype(np.float32))
+    return np.concatenate(out), np.concatenate([y] * (copies + 1))
+
+
 def run(d: Data, t: Treatment, budget_s: float, eval_s: float = 10.0, target: float | None = None,
         seed: int = 0, epochs: int = 10_000) -> dict:
     """Train the treatment on ``d`` within ``budget_s``; test with the best-on-val weights."""
@@ -264,8 +288,9 @@ def run(d: Data, t: Treatment, budget_s: float, eval_s: float = 10.0, target: fl
     model.build(torch.as_tensor(xtr[:2]))
     decay = decay_at_init(model, dd, xtr)
     probe = Probe(dd, budget_s, eval_s, target)
+    xtr, ytr = window_slices(xtr, d.ytr, t.augment, seed=seed)
     t0 = time.time()
-    model.fit(xtr, d.ytr, epochs=epochs, batch_size=t.batch, callbacks=[probe], verbose=0, seed=seed,
+    model.fit(xtr, ytr, epochs=epochs, batch_size=t.batch, callbacks=[probe], verbose=0, seed=seed,
               tbptt=t.tbptt)
     wall = time.time() - t0
     if probe.best_state is not None:
