@@ -198,3 +198,129 @@ def test_nan_never_overwrites_the_last_good_checkpoint(tmp_path, capsys):
     assert hashlib.sha256(last.read_bytes()).hexdigest() == digest
     _check_checkpoints(run_dir)
     assert all(torch.isfinite(w).all() for w in _weights(run_dir / "model.lstmlab").values())
+
+
+# ---------------------------------------------------------------------------------------------
+# the gradient monitor's fixes survive a resume (issue 12, item 1)
+# ---------------------------------------------------------------------------------------------
+FIX_CONFIG = """
+[data]
+source = "adding"
+length = 20
+n_train = 64
+n_val = 16
+n_test = 16
+[model]
+layers = [{{type = "SimpleRNN", units = 8, activation = "relu", recurrent_initializer = "identity"}},
+          {{type = "Dense"}}]
+[train]
+epochs = 4
+batch_size = 8
+optimizer = "sgd"
+learning_rate = {lr}
+checkpoint_every = 8
+seed = 2
+verbose = 0
+[train.monitor]
+{monitor}
+"""
+NAN_FIX = 'every = 2\non_nan = "fix"'  # the issue's case: the rate is halved at each rollback
+CLIP_FIX = 'every = 1\non_exploding = "fix"\non_param_growth = "fix"\ngrowth_window = 2\ngrowth_ratio = 1.0'
+
+
+def _health(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "gradient_health.jsonl").read_text().splitlines()]
+
+
+def _crash_at(monkeypatch, step: int):
+    """Make ``RunCheckpoint.batch_done`` raise once the run reaches ``step``; returns the undo."""
+    original = RunCheckpoint.batch_done
+
+    def crash(self, done):
+        if self.model.global_step == step:
+            raise _Crash
+        original(self, done)
+
+    monkeypatch.setattr(RunCheckpoint, "batch_done", crash)
+    return lambda: monkeypatch.setattr(RunCheckpoint, "batch_done", original)
+
+
+@pytest.mark.parametrize("lr, monitor, crash_step, events", [
+    (5.0, NAN_FIX, 13, {"restore"}),  # SGD lr 5, relu identity RNN: killed in epoch 2 after 6 rollbacks
+    (5.0, NAN_FIX, 20, {"restore"}),  # killed in epoch 3, after the rollbacks of epoch 2
+    (0.1, CLIP_FIX, 11, {"clip", "weight_decay"}),  # clipping and weight decay switched on in epoch 1
+])
+def test_resume_is_exact_after_the_monitors_fixes(tmp_path, monkeypatch, lr, monitor, crash_step, events):
+    """Every learning rate the monitor halved, the clipping and weight decay it switched on and its
+    rollback snapshot are in the checkpoint: the resumed run is the uninterrupted one, bit for bit."""
+    torch.set_num_threads(1)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(FIX_CONFIG.format(lr=lr, monitor=monitor))
+    assert T.main([str(cfg), "--run-dir", str(tmp_path / "a")]) == 0
+    straight = _health(tmp_path / "a")
+    fixes = [e for e in straight if e.get("event") in events and e["step"] < crash_step]
+    assert {e["event"] for e in fixes} == events  # the fixes happened before the crash
+    if "restore" in events:  # and more rollbacks after the checkpoint the resume starts from
+        assert [e["step"] for e in straight if e.get("event") == "restore" and 8 < e["step"] <= crash_step]
+    undo = _crash_at(monkeypatch, crash_step)
+    with pytest.raises(_Crash):
+        T.main([str(cfg), "--run-dir", str(tmp_path / "b")])
+    undo()
+    assert T.main([str(cfg), "--run-dir", str(tmp_path / "b"), "--resume"]) == 0
+    assert _same(_weights(tmp_path / "a" / "model.lstmlab"), _weights(tmp_path / "b" / "model.lstmlab"))
+    assert _rows(tmp_path / "a") == _rows(tmp_path / "b")  # the rows hold each epoch's learning rate
+    assert _health(tmp_path / "b") == straight  # rollbacks name the same restored steps and rates
+
+
+def test_a_changed_learning_rate_on_resume_applies_and_is_said(tmp_path, monkeypatch, capsys):
+    """A config whose learning rate differs from the run's is an explicit change: it wins, with a
+    warning naming train.learning_rate; the same config keeps the checkpoint's (halved) rates."""
+    torch.set_num_threads(1)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(FIX_CONFIG.format(lr=5.0, monitor=NAN_FIX).replace("epochs = 4", "epochs = 1"))
+    assert T.main([str(cfg), "--run-dir", str(tmp_path / "run")]) == 0
+    halved = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])["lr"]
+    assert halved < 5.0
+    cfg.write_text(cfg.read_text().replace("epochs = 1", "epochs = 2"))
+    assert T.main([str(cfg), "--run-dir", str(tmp_path / "run"), "--resume"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[1]["lr"] <= halved  # continued from the checkpoint's rate (or halved again)
+    capsys.readouterr()
+    cfg.write_text(cfg.read_text().replace("epochs = 2", "epochs = 3").replace("learning_rate = 5.0",
+                                                                              "learning_rate = 0.001"))
+    assert T.main([str(cfg), "--run-dir", str(tmp_path / "run"), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "train.learning_rate: 0.001 in the config, 5.0 when the run started" in err
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[2]["lr"] == 0.001
+
+
+# ---------------------------------------------------------------------------------------------
+# a kill between the metrics row and the checkpoint (issue 12, item 7)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("crash_epoch", [0, 1])
+def test_a_crash_between_the_row_and_the_checkpoint_keeps_every_epoch_once(tmp_path, monkeypatch, crash_epoch):
+    """The epoch's metrics row is written before its checkpoint; a crash right after the row leaves
+    a row the checkpoint has not seen: the resume drops it and writes it again, once."""
+    torch.set_num_threads(1)
+    cfg = _config(tmp_path / "cfg.toml", epochs=3, every=5)
+    assert T.main([str(cfg), "--run-dir", str(tmp_path / "a")]) == 0
+    original = RunCheckpoint.on_epoch_end
+    seen: list[int] = []
+
+    def crash(self, epoch, logs=None):  # the recorder (before it in the list) has written the row
+        seen.append(len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()))
+        if epoch == crash_epoch:
+            raise _Crash
+        original(self, epoch, logs)
+
+    monkeypatch.setattr(RunCheckpoint, "on_epoch_end", crash)
+    with pytest.raises(_Crash):
+        T.main([str(cfg), "--run-dir", str(tmp_path / "b")])
+    monkeypatch.setattr(RunCheckpoint, "on_epoch_end", original)
+    assert seen[-1] == crash_epoch + 1  # the crashed epoch's row was on disk, its checkpoint was not
+    assert T.main([str(cfg), "--run-dir", str(tmp_path / "b"), "--resume"]) == 0
+    rows = _rows(tmp_path / "b")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows == _rows(tmp_path / "a")
+    assert _same(_weights(tmp_path / "a" / "model.lstmlab"), _weights(tmp_path / "b" / "model.lstmlab"))

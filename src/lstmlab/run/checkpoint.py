@@ -4,7 +4,9 @@
 the training state (``train_state``, the same JSON as ``checkpoints/state.json``): epochs done,
 batches of the next epoch done and that epoch's running sums, global step, best metric and
 early-stopping count, status, RNG states (per rank under torchrun), the gradient monitor's
-schedule.  With it a run killed at any moment resumes bit-exactly.
+schedule and rollback snapshot, and the settings the run changed on its own (clipping; the
+learning rates and weight decays are in the optimizer's groups; see :mod:`lstmlab.run.resume`).
+With it a run killed at any moment resumes bit-exactly.
 
 :class:`RunCheckpoint` is the callback that writes them: at each epoch end (``last``, and
 ``best`` when the run's :class:`~lstmlab.callbacks.ModelCheckpoint` says the monitored metric
@@ -30,6 +32,7 @@ from .. import saving
 from ..callbacks import Callback, EarlyStopping, ModelCheckpoint, StopOnDivergence, finite_weights
 from ..training.loop import BatchDone, Strategy
 from .files import clean
+from .resume import pack_rollback, train_settings
 from .rundir import RunDir
 
 __all__ = ["STATE_VERSION", "rng_state", "set_rng_state", "seed_everything", "rank_seed", "model_bytes",
@@ -77,22 +80,28 @@ def rank_seed(seed: int, rank: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # checkpoint files
 # ---------------------------------------------------------------------------------------------
-def _bytes(tensors: dict[str, torch.Tensor], meta: dict[str, str], state: dict | None) -> bytes:
+def _bytes(tensors: dict[str, torch.Tensor], meta: dict[str, str], state: dict | None,
+           extra: dict[str, torch.Tensor] | None = None) -> bytes:
     if state is not None:
         meta = dict(meta, train_state=json.dumps(clean(state)))
-    return safetensors_bytes(tensors, metadata=meta)
+    return safetensors_bytes({**tensors, **(extra or {})}, metadata=meta)
 
 
-def model_bytes(model, state: dict | None = None) -> bytes:
-    """A model file (weights, optimizer, architecture; plus the training state when given)."""
+def model_bytes(model, state: dict | None = None, extra: dict[str, torch.Tensor] | None = None) -> bytes:
+    """A model file (weights, optimizer, architecture; plus the training state and ``extra``
+    tensors, e.g. the monitor's rollback snapshot, when given)."""
     tensors, meta = saving.pack(model, include_optimizer=True)
-    return _bytes(tensors, meta, state)
+    return _bytes(tensors, meta, state, extra)
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict, dict | None, dict | None]:
-    """(model state_dict, optimizer state or None, training state or None) of a checkpoint."""
+    """(model state_dict, optimizer state or None, training state or None) of a checkpoint (the
+    state unchecked: a resume reads it with :func:`lstmlab.run.resume.read_resume`)."""
     tensors, meta = saving.read(path)
-    state = json.loads(meta["train_state"]) if "train_state" in meta else None
+    try:
+        state = json.loads(meta["train_state"]) if "train_state" in meta else None
+    except (ValueError, RecursionError) as exc:
+        raise saving.ModelFileError(f"{path}: train_state: not valid JSON ({type(exc).__name__})") from None
     return saving.model_state(tensors), saving.optimizer_state(tensors, meta), state
 
 
@@ -105,7 +114,8 @@ _MONITOR_FIELDS = ("_last_sample", "_best", "_losses", "_param_norms", "findings
 
 def monitor_state(mon) -> dict | None:
     """What a GradientMonitor must remember across a resume (its sampling schedule above all:
-    a sampled step may run on another engine, so the schedule is part of the exact replay)."""
+    a sampled step may run on another engine, so the schedule is part of the exact replay).
+    Its rollback snapshot is stored apart (:func:`lstmlab.run.resume.pack_rollback`)."""
     if mon is None:
         return None
     out: dict[str, Any] = {}
@@ -123,12 +133,16 @@ def monitor_state(mon) -> dict | None:
     return out
 
 
-def set_monitor_state(mon, saved: dict | None) -> None:
-    """Restore :func:`monitor_state` into a monitor after its ``on_train_begin``."""
+def set_monitor_state(mon, saved: dict | None, rollback: dict | None = None) -> None:
+    """Restore :func:`monitor_state` into a monitor after its ``on_train_begin``, with the rollback
+    snapshot of the checkpoint (without one the monitor keeps the snapshot of the resumed weights
+    it took at ``on_train_begin``, and the step it names is that one)."""
     if mon is None or not saved:
         return
+    if rollback is not None and hasattr(mon, "_snapshot"):
+        mon._snapshot = rollback
     for k, v in saved.items():
-        if k not in _MONITOR_FIELDS or not hasattr(mon, k):
+        if k not in _MONITOR_FIELDS or not hasattr(mon, k) or (k == "_snapshot_step" and rollback is None):
             continue
         if k == "_best":
             v = math.inf if v is None else float(v)
@@ -187,20 +201,24 @@ class RunCheckpoint(Callback):
 
     def on_train_begin(self, logs=None):
         self.last_step = self.model.global_step
-        set_monitor_state(self.p.monitor, self.state.get("monitor_state"))
+        set_monitor_state(self.p.monitor, self.state.get("monitor_state"), self.state.pop("_rollback", None))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.pending, self.best_due = None, False
 
-    def _extra(self) -> dict:
-        """Per-rank RNG states (gathered to every rank), the monitor's state and the global batch size
-        (what a batch index means)."""
-        ctx = self.p.ctx
-        extra: dict[str, Any] = {"monitor_state": monitor_state(self.p.monitor), "global_batch": self.p.global_batch}
+    def _extra(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """Per-rank RNG states (gathered to every rank), the monitor's state, the settings the run
+        changed, the global batch size (what a batch index means); and the rollback tensors."""
+        ctx, mon = self.p.ctx, self.p.monitor
+        extra: dict[str, Any] = {"monitor_state": monitor_state(mon), "global_batch": self.p.global_batch,
+                                 "settings": train_settings(self.model)}
+        tensors, info = pack_rollback(getattr(mon, "_snapshot", None)) if ctx.main else ({}, None)
+        if info is not None:
+            extra["monitor_state"]["rollback"] = info
         if ctx.enabled:
             extra["rng_ranks"] = ctx.gather(rng_state())
             extra["world_size"] = ctx.world
-        return extra
+        return extra, tensors
 
     def public(self) -> dict:
         return {k: v for k, v in self.state.items() if not k.startswith("_")}
@@ -210,7 +228,7 @@ class RunCheckpoint(Callback):
         if p.guard.diverged_epoch == epoch:
             st["status"], st["diverged_epoch"] = "diverged", epoch + 1
             return
-        extra = self._extra()
+        extra, rollback = self._extra()
         st["epoch"], st["global_step"] = epoch + 1, self.model.global_step
         st.update(p.stopper.state_dict())
         if p.stopper.stopped_epoch == epoch:
@@ -220,13 +238,13 @@ class RunCheckpoint(Callback):
         st["rng"] = rng_state()
         st.update(extra)
         st["batch"] = 0  # the next epoch starts at its first batch
-        st.pop("epoch_sums", None)
-        st.pop("partial_time_s", None)
+        for key in ("epoch_sums", "epoch_verdict", "partial_time_s"):  # of a mid-epoch checkpoint
+            st.pop(key, None)
         st["time_s"] = st.get("time_s", 0.0) + p.recorder.epoch_time
         if not p.ctx.main:
             return
         public = self.public()
-        data = model_bytes(self.model, public)
+        data = model_bytes(self.model, public, rollback)
         if self.best_due:
             p.rd.write_bytes(p.rd.best, data)
         p.rd.write_bytes(p.rd.last, data)
@@ -243,10 +261,12 @@ class RunCheckpoint(Callback):
             return
         if self.model.global_step - self.last_step >= every and done.batch + 1 < done.n_batches:
             self.last_step = self.model.global_step
-            extra = self._extra()
-            self.pending = self._snapshot(done.epoch, done.batch + 1, self.p.strategy.reduce(done.sums), extra)
+            extra, rollback = self._extra()
+            self.pending = self._snapshot(done.epoch, done.batch + 1, self.p.strategy.reduce(done.sums), extra,
+                                          rollback)
 
-    def _snapshot(self, epoch: int, batch: int, sums: dict[str, list[float]], extra: dict) -> dict | None:
+    def _snapshot(self, epoch: int, batch: int, sums: dict[str, list[float]], extra: dict,
+                  rollback: dict[str, torch.Tensor]) -> dict | None:
         """A mid-epoch checkpoint held in memory: weights, optimizer, RNG states, the data position
         (``epoch`` epochs done, ``batch`` batches of the next one) and the epoch's running sums, so
         that a resume continues exactly.  None when the weights or the running loss are not finite."""
@@ -254,11 +274,12 @@ class RunCheckpoint(Callback):
         if not (all(math.isfinite(v) for v in flat) and finite_weights(self.model)):
             return None
         part = {"epoch": epoch, "batch": batch, "global_step": self.model.global_step,
-                "epoch_sums": {k: list(v) for k, v in sums.items()},
+                "epoch_sums": {k: list(v) for k, v in sums.items()}, "epoch_verdict": self.p.recorder.epoch_verdict(),
                 "partial_time_s": self.p.recorder.elapsed(), "rng": rng_state(), **extra}
         snap: dict[str, Any] = {"state": part}
         if self.p.ctx.main:
             snap["tensors"], snap["meta"] = saving.pack(self.model, include_optimizer=True)
+            snap["tensors"].update(rollback)
         return snap
 
     def _commit(self, snap: dict) -> None:

@@ -1,7 +1,7 @@
 """The recorder of a run: what happened, written down and nothing else decided here.
 
 Per epoch, one row of ``metrics.jsonl`` (loss and metrics, time, global step, learning rate,
-gradient norm, the last gradient verdict), the GradientMonitor's records and events appended to
+gradient norm, the epoch's last gradient verdict), the GradientMonitor's records and events appended to
 ``gradient_health.jsonl``, TensorBoard scalars and the console line.  Decisions (early stopping,
 the best epoch, divergence) are taken by the callbacks before it in the list; it reads them.
 """
@@ -35,6 +35,13 @@ def open_tensorboard(log_dir: Path, purge_step: int | None = None):
     return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
 
+def _last_verdict(records: list, verdict: str | None) -> str | None:
+    for rec in records:
+        v = rec.get("verdict") if isinstance(rec, dict) else getattr(rec, "verdict", None)
+        verdict = v or verdict
+    return verdict
+
+
 def _as_dict(rec: Any) -> dict:
     if hasattr(rec, "to_dict"):
         return rec.to_dict()
@@ -49,11 +56,13 @@ class Recorder(Callback):
 
     def __init__(self, rd: RunDir, state: dict, *, epochs: int, monitor_name: str, guard: StopOnDivergence,
                  stopper: EarlyStopping, writer=None, out: Callable = print, verbose: int = 1, main: bool = True,
-                 carry_s: float = 0.0) -> None:
+                 carry_s: float = 0.0, carry_verdict: str | None = None) -> None:
         self.rd, self.state, self.epochs, self.monitor_name = rd, state, epochs, monitor_name
         self.guard, self.stopper = guard, stopper
         self.writer, self.out, self.verbose, self.main = writer, out, verbose, main
         self.carry_s = carry_s  # seconds of a partial epoch before a resume
+        self.carry_verdict = carry_verdict  # the partial epoch's last gradient verdict before a resume
+        self.verdict: str | None = None  # the last gradient verdict of this epoch so far
         self.t0 = time.time()
         self.epoch_time = 0.0  # seconds of the last finished epoch
         self.n_records = self.n_events = 0
@@ -70,12 +79,20 @@ class Recorder(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.t0 = time.time() - self.carry_s
         self.carry_s = 0.0
+        self.verdict, self.carry_verdict = self.carry_verdict, None
+
+    def epoch_verdict(self) -> str | None:
+        """The last gradient verdict of this epoch so far (records not yet written included): part of
+        a mid-epoch checkpoint, so that a resumed epoch's row says what the uninterrupted one says."""
+        hist = self.model.history
+        return _last_verdict(hist.records[self.n_records:] if hist is not None else [], self.verdict)
 
     def flush_health(self, epoch: int) -> list:
         """Append the monitor's new records and events (labelled with epoch ``epoch + 1``)."""
         hist = self.model.history
         records = list(hist.records[self.n_records:]) if hist is not None else []
         self.n_records += len(records)
+        self.verdict = _last_verdict(records, self.verdict)
         events = list(hist.events[self.n_events:]) if hist is not None else []
         self.n_events += len(events)
         if not self.main:
@@ -90,10 +107,7 @@ class Recorder(Callback):
         logs = dict(logs or {})
         self.epoch_time = self.elapsed()
         records = self.flush_health(epoch)
-        verdict = None
-        for rec in records:
-            v = rec.get("verdict") if isinstance(rec, dict) else getattr(rec, "verdict", None)
-            verdict = v or verdict
+        verdict = self.verdict  # the epoch's last, also from records a mid-epoch checkpoint wrote
         model, opt = self.model, self.model.optimizer
         row = {"epoch": epoch + 1, **logs, "time_s": round(self.epoch_time, 3), "global_step": model.global_step,
                "lr": opt.param_groups[0]["lr"] if opt else None, "grad_norm": getattr(model, "last_grad_norm", None)}

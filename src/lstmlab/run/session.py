@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -40,9 +41,11 @@ from .checkpoint import (
     seed_everything,
     set_rng_state,
 )
+from .lock import RunLock
 from .recorder import Recorder, open_tensorboard
-from .rundir import RunDir
-from .setup import Setup, load_weights, setup, tensors
+from .resume import Resume, apply_settings, load_weights
+from .rundir import RunDir, RunDirError
+from .setup import Setup, check_run, same_checkpoint, setup, tensors
 
 __all__ = ["train", "TrainResult"]
 
@@ -70,25 +73,47 @@ def train(config: str | os.PathLike | None, run_dir: str | os.PathLike, resume: 
 
 
 def _train(ctx, config, rd: RunDir, resume: bool, out, extra: list[Callback]) -> TrainResult:
+    lock: RunLock | None = None
     try:
-        su: Setup | None = setup(ctx, config, rd, resume)
-        err = None
-    except Exception as exc:  # noqa: BLE001 - every rank must learn that one rank gave up
-        su, err = None, exc
-    err = ctx.agree(err)
-    if err is not None:
-        raise err
-    assert su is not None
-    if ctx.main:
-        _write_run_files(rd, su)
-    state = _initial_state(su.cfg["train"])
-    if resume:
-        _resume(ctx, rd, su, state)
-    else:
-        _fresh(ctx, rd, su)
-    start = _start(state, su.cfg["train"]["batch_size"] * ctx.world)
-    _fit(ctx, rd, su, state, start, resume, out, extra)
-    return _finish(ctx, rd, su, state)
+        try:
+            su: Setup | None = setup(ctx, config, rd, resume)
+            if ctx.main:
+                lock = _claim(rd, su, resume)
+            err = None
+        except Exception as exc:  # noqa: BLE001 - every rank must learn that one rank gave up
+            su, err = None, exc
+        err = ctx.agree(err)
+        if err is not None:
+            raise err
+        assert su is not None
+        if ctx.main:
+            _write_run_files(rd, su)
+        state = _initial_state(su.cfg["train"])
+        if resume:
+            _resume(ctx, rd, su, state)
+        else:
+            _fresh(ctx, rd, su)
+        start = _start(state, su.cfg["train"]["batch_size"] * ctx.world)
+        _fit(ctx, rd, su, state, start, resume, out, extra)
+        return _finish(ctx, rd, su, state, out)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _claim(rd: RunDir, su: Setup, resume: bool) -> RunLock:
+    """The run directory made (marked) and locked for this process, then checked again under the
+    lock: another process may have started or continued a run here since :func:`setup` looked."""
+    lock = rd.claim("train")
+    try:
+        check_run(rd, resume)
+        if resume and not same_checkpoint(rd, su.checkpoint_stat):
+            raise RunDirError(f"{rd.last}: changed while this run was starting (another lstmlab process "
+                              "continued the run); start --resume again")
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _write_run_files(rd: RunDir, su: Setup) -> None:
@@ -120,13 +145,16 @@ def _fresh(ctx, rd: RunDir, su: Setup) -> None:
 
 
 def _resume(ctx, rd: RunDir, su: Setup, state: dict) -> None:
-    """The state of the last checkpoint on every rank: weights, optimizer, RNG, step; the logs cut
-    back to what that checkpoint had seen."""
+    """The state of the last checkpoint on every rank: weights, optimizer, the settings the run changed
+    (learning rates, clipping), the monitor's rollback snapshot, RNG, step; the logs cut back to what
+    that checkpoint had seen."""
     model, t = su.model, su.cfg["train"]
-    weights, opt_state, saved = ctx.broadcast(su.checkpoint)
+    res: Resume = ctx.broadcast(su.checkpoint)
     if not ctx.main:
-        load_weights(model, weights, opt_state, t, rd.last)
-    state.update(saved)
+        load_weights(model, res, rd.last)
+    state.update(res.state)
+    state["_rollback"] = res.rollback  # for the monitor, once it has started (RunCheckpoint)
+    apply_settings(model, state.get("settings"), res.changed)
     model.global_step = int(state.get("global_step", 0))
     ranks = state.get("rng_ranks")
     if ctx.enabled and isinstance(ranks, list) and len(ranks) == ctx.world:
@@ -138,11 +166,19 @@ def _resume(ctx, rd: RunDir, su: Setup, state: dict) -> None:
     state.pop("rng_ranks", None)
     done, gs = int(state["epoch"]), model.global_step
     if ctx.main:
-        rd.keep(rd.metrics, lambda r: int(r.get("epoch", 0)) <= done)
-        rd.keep(rd.health, lambda r: int(r["step"]) < gs if isinstance(r.get("step"), int)
-                else int(r.get("epoch", 0)) <= done)
+        rd.keep(rd.metrics, lambda r: _int(r.get("epoch")) <= done)
+        rd.keep(rd.health, lambda r: _int(r["step"]) < gs if _is_int(r.get("step")) else _int(r.get("epoch")) <= done)
     if state.get("status") == "diverged":
         state["status"] = "running"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int(v) -> int:
+    """A row's epoch or step (a row without a readable one counts as 0: it is kept)."""
+    return v if _is_int(v) else 0
 
 
 def _start(state: dict, global_batch: int) -> Position:
@@ -159,7 +195,7 @@ def _start(state: dict, global_batch: int) -> Position:
 
 
 def _callbacks(ctx, rd: RunDir, su: Setup, state: dict, strategy, writer, out,
-               carry_s: float) -> tuple[list[Callback], RunCheckpoint]:
+               carry: tuple[float, str | None]) -> tuple[list[Callback], RunCheckpoint]:
     """The callbacks of ``lstmlab train``, in the order their ``on_epoch_end`` must run: the guard
     and the early stopping decide, the best-model checkpoint asks for a save, the recorder writes
     the rows, the run checkpoint writes the state and the checkpoints."""
@@ -169,7 +205,8 @@ def _callbacks(ctx, rd: RunDir, su: Setup, state: dict, strategy, writer, out,
     guard = StopOnDivergence()
     stopper = EarlyStopping(monitor, patience=None if es is None else es["patience"], min_delta=min_delta)
     recorder = Recorder(rd, state, epochs=t["epochs"], monitor_name=monitor, guard=guard, stopper=stopper,
-                        writer=writer, out=out, verbose=t.get("verbose", 1), main=ctx.main, carry_s=carry_s)
+                        writer=writer, out=out, verbose=t.get("verbose", 1), main=ctx.main, carry_s=carry[0],
+                        carry_verdict=carry[1])
     keep = RunCheckpoint(state, Parts(rd=rd, ctx=ctx, strategy=strategy, stopper=stopper, guard=guard,
                                       recorder=recorder, monitor=su.monitor, epochs=t["epochs"],
                                       every=t.get("checkpoint_every"), global_batch=t["batch_size"] * ctx.world))
@@ -196,8 +233,8 @@ def _fit(ctx, rd: RunDir, su: Setup, state: dict, start: Position, resume: bool,
                 out(f"nothing to train: the run already finished after epoch {start.epoch} ({state.get('status')})")
         return
     strategy = distributed.DataParallel(ctx, t["seed"], t["shuffle"])
-    carry_s = float(state.get("partial_time_s") or 0.0) if start.batch else 0.0
-    cbs, keep = _callbacks(ctx, rd, su, state, strategy, writer, out, carry_s)
+    carry = (float(state.get("partial_time_s") or 0.0), state.get("epoch_verdict")) if start.batch else (0.0, None)
+    cbs, keep = _callbacks(ctx, rd, su, state, strategy, writer, out, carry)
     if not ctx.main:
         start.sums = None  # rank 0 carries the partial epoch's sums; the reduction adds the others' zeros
     try:
@@ -224,22 +261,30 @@ def _result(ctx, rd: RunDir, su: Setup, state: dict) -> TrainResult:
     return result
 
 
-def _finish(ctx, rd: RunDir, su: Setup, state: dict) -> TrainResult:
-    """Rank 0: the final model (last good / best checkpoint when asked), state, metrics, result."""
+def _finish(ctx, rd: RunDir, su: Setup, state: dict, out=print) -> TrainResult:
+    """Rank 0: the final model (last good / best checkpoint when asked), state, metrics, result.  A run
+    that diverged before its first checkpoint has no good weights: no model file is written."""
     result = _result(ctx, rd, su, state)
     if not ctx.main:
         ctx.barrier()
         return result
     model, t = su.model, su.cfg["train"]
-    if result["status"] == "diverged" and rd.last.exists():
-        model.load_state_dict(read_checkpoint(rd.last)[0])
+    good = True
+    if result["status"] == "diverged":
+        good = rd.last.exists()
+        if good:
+            model.load_state_dict(read_checkpoint(rd.last)[0])
     elif t["early_stopping"] is not None and t["early_stopping"]["restore_best_weights"] and rd.best.exists():
         model.load_state_dict(read_checkpoint(rd.best)[0])
-    finite = finite_weights(model)
-    if finite:
+    good = good and finite_weights(model)
+    if good:
         rd.write_bytes(rd.model, model_bytes(model))
+    else:
+        result["model"] = None
+        out(f"no {rd.MODEL} written: the run diverged before its first checkpoint, so it has no good weights",
+            file=sys.stderr)
     rd.write_json(rd.state, {k: v for k, v in state.items() if not k.startswith("_")}, indent=None)
-    metrics = final_metrics(model, su.splits, t["batch_size"]) if finite else {}
+    metrics = final_metrics(model, su.splits, t["batch_size"]) if good else {}
     result["val"], result["test"] = metrics.get("val"), metrics.get("test")
     rd.write_json(rd.result, result)
     ctx.barrier()

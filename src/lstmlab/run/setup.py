@@ -18,8 +18,9 @@ from ..config import ConfigError, build_layers, load_config, resolve_layers, sug
 from ..data import DataError, load
 from ..diagnostics import GradientMonitor
 from ..model import Sequential
-from .checkpoint import read_checkpoint, seed_everything
+from .checkpoint import seed_everything
 from .memory import check_model_size, largest_size
+from .resume import Resume, config_changes, load_weights, param_groups, read_resume, try_rollback
 from .rundir import RunDir, RunDirError
 
 __all__ = ["Setup", "setup", "load_data", "build_model", "default_loss", "default_metrics", "tensors"]
@@ -121,7 +122,9 @@ class Setup:
     y: torch.Tensor | None = None
     lengths: torch.Tensor | None = None
     val: tuple | None = None
-    checkpoint: tuple | None = None  # (weights, optimizer state, training state) on resume (rank 0)
+    checkpoint: Resume | None = None  # on resume (rank 0; broadcast to the others)
+    checkpoint_stat: os.stat_result | None = None  # of checkpoints/last.lstmlab as it was read
+    before: dict | None = None  # the config the run started with (config.resolved.json), on resume
 
 
 def setup(ctx, config, rd: RunDir, resume: bool) -> Setup:
@@ -139,13 +142,14 @@ def setup(ctx, config, rd: RunDir, resume: bool) -> Setup:
         raise ConfigError(f"{config_path}: data: the training split is empty")
     su.model = build_model(cfg, splits.meta, config_path)
     if resume and ctx.main:
-        _check_same_config(rd, cfg)
+        su.before = _check_same_config(rd, cfg)
     _resolve_monitor(t, config_path, has_val=len(splits.val) > 0)
     steps_per_epoch = math.ceil(len(splits.train) / (t["batch_size"] * ctx.world))
     su.monitor = monitor_callback(cfg, steps_per_epoch, config_path)
     _prepare_tensors(su, ctx)
     if resume and ctx.main:
-        su.checkpoint = _read_last(rd, su.model, t)
+        su.checkpoint_stat = _stat(rd.last)
+        su.checkpoint = _read_last(rd, su, int(su.x.shape[0]))
     return su
 
 
@@ -160,8 +164,12 @@ def _read_config(config, rd: RunDir, resume: bool) -> Setup:
 
 
 def _check_run_dir(rd: RunDir, resume: bool) -> None:
-    if rd.root.exists() and not rd.root.is_dir():
-        raise RunDirError(f"{rd.root}: --run-dir exists and is not a directory")
+    rd.check("train")
+    check_run(rd, resume)
+
+
+def check_run(rd: RunDir, resume: bool) -> None:
+    """A run to resume is there with --resume, and none without (again once the lock is held)."""
     has_run = rd.has_run()
     if has_run and not resume:
         raise RunDirError(f"{rd.root}: already holds a run ({rd.CHECKPOINTS}/{rd.LAST}); pass --resume to "
@@ -170,19 +178,22 @@ def _check_run_dir(rd: RunDir, resume: bool) -> None:
         raise RunDirError(f"{rd.root}: nothing to resume (no {rd.CHECKPOINTS}/{rd.LAST})")
 
 
-def _check_same_config(rd: RunDir, cfg: dict) -> None:
-    """A resume must use the [data] and [model] of the run it continues."""
+def _check_same_config(rd: RunDir, cfg: dict) -> dict | None:
+    """A resume must use the [data] and [model] of the run it continues; returns that run's config."""
     if not rd.config_json.exists():
-        return
+        return None
     try:
         before = json.loads(rd.config_json.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{rd.config_json}: unreadable ({exc}); cannot check the config") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise RunDirError(f"{rd.config_json}: unreadable ({type(exc).__name__}); cannot check the config") from None
+    if not isinstance(before, dict):
+        raise RunDirError(f"{rd.config_json}: expected a JSON object, got {type(before).__name__}")
     for section in ("data", "model"):
         d = _diff(before.get(section), cfg[section], section)
         if d:
             raise RunDirError(f"{rd.root}: was started with a different config: {d}; resume with the "
                               "same [data] and [model] or choose another --run-dir")
+    return before
 
 
 def _resolve_monitor(t: dict, config_path, has_val: bool) -> None:
@@ -227,28 +238,30 @@ def _prepare_tensors(su: Setup, ctx) -> None:
         su.val = model.check_inputs(*tensors(su.splits.val), prefix="validation_data ")
 
 
-def _read_last(rd: RunDir, model: Sequential, t: dict) -> tuple:
-    """The last checkpoint, checked against the model (loaded again on every rank later)."""
-    weights, opt_state, saved = read_checkpoint(rd.last)
-    if saved is None and rd.state.exists():
-        saved = json.loads(rd.state.read_text())
-    if saved is None:
-        raise RunDirError(f"{rd.last}: holds no training state; cannot resume")
-    load_weights(model, weights, opt_state, t, rd.last)
-    return weights, opt_state, saved
-
-
-def load_weights(model: Sequential, weights: dict, opt_state: dict | None, t: dict, path: Path) -> None:
-    """Weights and optimizer state of a checkpoint into ``model``; ``[train] learning_rate`` applies."""
+def _stat(path: Path) -> os.stat_result | None:
     try:
-        model.load_state_dict(weights)
-        if opt_state is not None:
-            model.optimizer.load_state_dict(opt_state)
-            for group in model.optimizer.param_groups:  # [train] changes apply on resume
-                group["lr"] = t["learning_rate"]
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise RunDirError(f"{path}: does not match the model of the config "
-                          f"({str(exc).splitlines()[0]})") from None
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def same_checkpoint(rd: RunDir, before: os.stat_result | None) -> bool:
+    """Whether ``checkpoints/last.lstmlab`` is still the file that was read (every write replaces it)."""
+    now = _stat(rd.last)
+    if before is None or now is None:
+        return before is None and now is None
+    return (before.st_ino, before.st_mtime_ns, before.st_size) == (now.st_ino, now.st_mtime_ns, now.st_size)
+
+
+def _read_last(rd: RunDir, su: Setup, n_train: int) -> Resume:
+    """The last checkpoint, every part checked, loaded into the model (again on every rank later)."""
+    model = su.model
+    res = read_resume(rd.last, rd.state, n_train)
+    res.changed = config_changes(su.before, su.cfg)
+    fresh = param_groups(model)
+    try_rollback(model, res.rollback, rd.last)
+    load_weights(model, res, rd.last, fresh, say=True)
+    return res
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..config import ConfigError, dumps_toml, suggest, validate
 from ..run import RunDir
+from ..run.files import open_append
 from ..run.session import train
 from .space import TuneSpec, short_names
 from .storage import ledger, mark_started, retry_callback, worker_id
@@ -92,7 +93,7 @@ class EpochHook:
         self.epochs, self.prune = epochs, prune
         self.seen = 0
         self.last: tuple[int, float] | None = None
-        self.log = open(trial_dir.path(trial_dir.TRAIN_LOG), "a", encoding="utf-8")  # noqa: SIM115
+        self.log = open_append(trial_dir.path(trial_dir.TRAIN_LOG))  # never through a symlink
 
     def __call__(self, *args: Any, sep: str = " ", end: str = "\n", **_: Any) -> None:
         self.log.write(sep.join(str(a) for a in args) + end)
@@ -190,7 +191,7 @@ class TrialRunner:
         trial_dir = rd.root
         if trial_dir.exists():  # left from another study that used this run directory
             trial_dir.rename(trial_dir.with_name(f"{trial_dir.name}.old-{int(time.time())}"))
-        trial_dir.mkdir(parents=True)
+        rd.create("train")  # a run directory from the start: its config and log go in before the run
         for k, v in {"outcome": "running", "trial_dir": str(trial_dir), "worker": self.worker, "error": None,
                      "reason": None, "verdict": None, "health": None, "val": None, "test": None,
                      "epochs": None, "time_s": None}.items():

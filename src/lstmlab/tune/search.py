@@ -15,6 +15,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
@@ -136,23 +137,55 @@ def tune(config: str | os.PathLike | dict, run_dir: str | os.PathLike, storage: 
 
 
 def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures, options) -> dict:
-    import optuna
-
     if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 0):
         raise ConfigError(f"--n-trials: expected an integer >= 0, got {n_trials!r}")
     report_only = n_trials == 0
     spec = load_tune(config, {"n_trials": None if report_only else n_trials, "timeout": timeout, **options})
     rd = RunDir(run_dir)
-    run_dir = rd.root
-    run_dir.mkdir(parents=True, exist_ok=True)
+    rd.check("tune")  # read only: a user's folder, a train run or a busy directory is refused here
     o = spec.options
-    url = storage_url(storage or o["storage"], run_dir)
+    url = storage_url(storage or o["storage"], rd.root)
     name = study_name or o["study_name"] or (spec.path.stem if spec.path is not None else "lstmlab-tune")
+    inside = _inside(url, rd.root)
+    st = None if inside else _connect(url, o)  # a server that is down leaves no run directory behind
+    lock = rd.claim("tune")
+    try:
+        if st is None:
+            st = _connect(url, o)
+        return _search(spec, rd, url, name, st, report_only, out, figures)
+    finally:
+        lock.release()
+
+
+def _inside(url: str, root: Path) -> bool:
+    """Whether ``url`` is an SQLite file inside the run directory (it needs the directory first)."""
+    if not url.startswith("sqlite:///"):
+        return False
+    try:
+        return Path(url[len("sqlite:///"):]).resolve().is_relative_to(root.resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def _connect(url: str, o: dict):
+    """The study storage, with one query to see that it answers (StorageError naming the masked URL)."""
+    import optuna
+
     st = open_storage(url, o["heartbeat_interval"], o["grace_period"], o["max_retry"])
     try:
-        existed = name in optuna.study.get_all_study_names(st)
+        optuna.study.get_all_study_names(st)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy errors while talking to the server
         raise storage_error(url, "", exc) from None
+    return st
+
+
+def _search(spec: TuneSpec, rd: RunDir, url: str, name: str, st, report_only: bool, out: Callable,
+            figures: bool) -> dict:
+    """The study (created or joined), the trials of this worker, the report."""
+    import optuna
+
+    o, run_dir = spec.options, rd.root
+    existed = name in optuna.study.get_all_study_names(st)
     # workers that join a running study draw their own random streams (the first keeps the seed);
     # the grid sampler's seed shuffles the grid, which every worker must number alike
     seed = o["seed"] if not existed or spec.grid else o["seed"] + zlib.crc32(worker_id().encode()) % 100_000
@@ -174,6 +207,11 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
     if not report_only:
         _work(study, runner, budget, o, out)
     summary = write_report(study, spec, run_dir, figures=figures)
+    _say_summary(summary, spec, rd, out)
+    return summary
+
+
+def _say_summary(summary: dict, spec: TuneSpec, rd: RunDir, out: Callable) -> None:
     out(format_table(summary["rows"], spec))
     best = summary["best"]
     if best is not None:
@@ -182,8 +220,7 @@ def _tune(config, run_dir, storage, study_name, n_trials, timeout, out, figures,
     written = [rd.TRIALS_CSV, rd.TRIALS_MD] + ([rd.BEST_TOML] if best is not None else []) + [rd.BEST_JSON]
     written += summary.get("figures", [])
     out(f"{summary['finished']} finished trials ({summary['complete']} complete, {summary['pruned']} pruned, "
-        f"{summary['failed']} failed); written in {run_dir}: {', '.join(written)}")
-    return summary
+        f"{summary['failed']} failed); written in {rd.root}: {', '.join(written)}")
 
 
 def _work(study, runner: TrialRunner, budget: int | None, options: dict, out: Callable) -> None:
