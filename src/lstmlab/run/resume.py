@@ -121,14 +121,9 @@ def load_weights(model, res: Resume, path: Path, fresh: list[dict] | None = None
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
         if isinstance(exc, RunDirError):
             raise
-        raise RunDirError(f"{path}: does not match the model of the config ({_first(exc)})") from None
+        raise RunDirError(f"{path}: does not match the model of the config ({saving.first_line(exc)})") from None
     if say:
         _warn_changes(res.changed)
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +180,7 @@ def try_rollback(model, rollback: dict | None, path: Path) -> None:
         if isinstance(exc, RunDirError):
             raise
         raise RunDirError(f"{path}: train_state.monitor_state.rollback: does not match the model "
-                          f"({_first(exc)})") from None
+                          f"({saving.first_line(exc)})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,7 +196,7 @@ def _train_state(meta: dict, path: Path, fallback: Path) -> Any:
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise RunDirError(f"{where}: not valid JSON ({type(exc).__name__}: {_first(exc)})") from None
+        raise RunDirError(f"{where}: not valid JSON ({type(exc).__name__}: {saving.first_line(exc)})") from None
 
 
 def read_resume(path: Path, state_json: Path, n_train: int | None = None) -> Resume:
@@ -211,16 +206,17 @@ def read_resume(path: Path, state_json: Path, n_train: int | None = None) -> Res
     where = str(path) if "train_state" in meta else str(state_json)
     state = check_state(_train_state(meta, path, state_json), where, n_train)
     try:
-        opt = saving.optimizer_state(tensors, meta)
+        opt = saving.optimizer_state(tensors, meta, str(path))
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         if isinstance(exc, saving.ModelFileError):
             raise
-        raise RunDirError(f"{path}: optimizer: unreadable ({_first(exc)})") from None
+        raise RunDirError(f"{path}: optimizer: unreadable ({saving.first_line(exc)})") from None
     info = (state.get("monitor_state") or {}).get("rollback")
     rollback = None
     if info is not None:
         try:
             rollback = _unpack_rollback(tensors, info)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise RunDirError(f"{where}: train_state.monitor_state.rollback: unreadable ({_first(exc)})") from None
+            raise RunDirError(f"{where}: train_state.monitor_state.rollback: unreadable "
+                              f"({saving.first_line(exc)})") from None
     return Resume(saving.model_state(tensors), opt, state, rollback)
