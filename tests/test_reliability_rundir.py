@@ -205,6 +205,17 @@ def test_resume_refuses_symlinked_or_odd_run_files_up_front(trained, tmp_path, c
     assert _digest(run) == before and _digest(outside) == outside_before
 
 
+def test_resume_from_the_stored_config_never_reads_a_planted_pipe(trained):
+    """Without CONFIG, --resume reads config.resolved.json: a pipe there is refused, not waited on."""
+    run, _ = trained
+    (run / "config.resolved.json").unlink()
+    os.mkfifo(run / "config.resolved.json")
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    done = subprocess.run([sys.executable, "-m", "lstmlab", "train", "--run-dir", str(run), "--resume"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "config.resolved.json: expected a regular file, found a pipe" in done.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # item 6: a folder of user files is not a run directory
 # ---------------------------------------------------------------------------------------------

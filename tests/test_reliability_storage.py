@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 optuna = pytest.importorskip("optuna")
 
 from lstmlab import cli  # noqa: E402
+from lstmlab.run import RunDir  # noqa: E402
 from lstmlab.tune import search  # noqa: E402
 from lstmlab.tune.storage import mask_url, open_storage, scrub  # noqa: E402
 
@@ -150,7 +151,7 @@ def test_a_real_sqlite_study_with_a_query_password(tmp_path, capsys):
 
 
 def test_a_run_dir_claimed_with_an_unmasked_url_is_refused_without_printing_it(tmp_path, capsys):
-    (tmp_path / "run").mkdir()
+    RunDir(tmp_path / "run").create("tune")  # a tune run directory (marked) of another study
     (tmp_path / "run" / "tune.json").write_text(json.dumps({"study": "other", "storage": FORMS["empty-user"][0]}))
     rc, out, err, _ = tune_cli(tmp_path, f"sqlite:///{tmp_path / 'study.db'}", capsys)
     assert rc == 2 and "holds trials of study 'other'" in err and SECRET not in out + err, err

@@ -94,7 +94,7 @@ class RunDir:
     DEMO_FIGURES = ("loss_curves.png", "gradient_flow.png", "gradient_decay.png")
     MARKER = ".lstmlab-run.json"
     LOCK = ".lstmlab.lock"
-    KINDS = ("train", "tune")
+    KINDS = ("train", "tune", "doctor")
     FOLDERS = (CHECKPOINTS, TENSORBOARD, DIAGNOSTICS, TRIALS)
     FILES = (CONFIG_JSON, CONFIG_TOML, DATA_META, VOCAB, METRICS, HEALTH, EVENTS, MODEL, RESULT, REPORT, TUNE,
              STUDY_DB, TRIALS_CSV, TRIALS_MD, BEST_TOML, BEST_JSON, TRIAL_CONFIG, TRAIN_LOG, TUNE_HISTORY,

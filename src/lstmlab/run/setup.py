@@ -130,10 +130,10 @@ class Setup:
 def setup(ctx, config, rd: RunDir, resume: bool) -> Setup:
     """Read and check the config, the run directory (rank 0), the data and the model; raise the
     user's error before anything is written or any rank starts training."""
+    if ctx.main:  # first: the stored config of a --resume is a run file (a planted pipe would block)
+        _check_run_dir(rd, resume)
     su = _read_config(config, rd, resume)
     cfg, config_path = su.cfg, su.config_path
-    if ctx.main:
-        _check_run_dir(rd, resume)
     t = cfg["train"]
     ctx.use_device(t["device"])
     seed_everything(t["seed"])
