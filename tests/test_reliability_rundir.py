@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,12 +90,19 @@ def _refused(rc: int, err: list[str], *expect: str, tool: str = "train") -> str:
     return err[0]
 
 
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    """A finished 1-epoch run, trained once for the module."""
+    tmp = tmp_path_factory.mktemp("pristine")
+    assert cli.main(["train", str(_cfg(tmp)), "--run-dir", str(tmp / "run")]) == 0
+    return tmp / "run"
+
+
 @pytest.fixture
-def trained(tmp_path, capsys):
-    """A finished 1-epoch run (to resume with 2 epochs) and its config."""
-    cfg = _cfg(tmp_path)
-    rc, err, _ = _run(capsys, "train", cfg, "--run-dir", tmp_path / "run")
-    assert rc == 0, err
+def trained(pristine, tmp_path, capsys):
+    """A copy of the finished 1-epoch run (to resume with 2 epochs) and its config."""
+    shutil.copytree(pristine, tmp_path / "run", symlinks=True)
+    capsys.readouterr()
     return tmp_path / "run", _cfg(tmp_path, epochs=2)
 
 
