@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lstmlab import engine
+from lstmlab import cells, engine
 from lstmlab.engine import StepTaps, fused, loop
 
 TOL = {torch.float64: {"rtol": 1e-10, "atol": 1e-10}, torch.float32: {"rtol": 1e-5, "atol": 1e-5}}
@@ -388,3 +388,37 @@ def test_cuda_matches_torch_nn(cell):
     for a, b in zip(got + list(g), ref + list(ref_g), strict=True):
         assert a.is_cuda
         _close(a, b, dtype)
+
+
+def _small_layer(cell, dtype=torch.float64, seed=11):
+    """Leaf tensors (x, h0, c0 or None, [w_ih, w_hh, b_ih, b_hh]) of a small layer, B=3, T=6, I=4, H=5."""
+    g = torch.Generator().manual_seed(seed)
+    B, T, n_in, H = 3, 6, 4, 5
+    G = GATES[cell]
+    x = torch.randn(B, T, n_in, generator=g, dtype=dtype)
+    h0 = torch.randn(B, H, generator=g, dtype=dtype)
+    c0 = torch.randn(B, H, generator=g, dtype=dtype) if cell == "lstm" else None
+    ws = [torch.randn(G * H, n_in, generator=g, dtype=dtype) / 2, torch.randn(G * H, H, generator=g, dtype=dtype) / 2,
+          0.3 * torch.randn(G * H, generator=g, dtype=dtype), 0.3 * torch.randn(G * H, generator=g, dtype=dtype)]
+    return x, h0, c0, ws
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("generic", [False, True], ids=["cpu-kernel", "generic-route"])
+def test_thresholds_come_from_the_caller(cell, generic):
+    """The kernels count saturation with the thresholds they are given (the cell table's), not their own."""
+    x, h0, c0, ws = _small_layer(cell)
+    lengths = torch.tensor([6, 3, 5])
+    low, high, limit = 0.3, 0.6, 0.4
+    ops = fused.load()
+    out, _, _, A, _, _, sat = ops.forward(cell, x, h0, c0, *ws, lengths, None, False, [low, high, limit], True, True,
+                                          generic)
+    acts = (A if A.numel() else out).unflatten(-1, (-1, 5))  # (B, T, blocks, H): the activations of each gate
+    valid = (torch.arange(6).unsqueeze(0) < lengths.unsqueeze(1)).t()  # (T, B)
+    spec = cells.get(cell)
+    for q, gate in enumerate(spec.gates):
+        a = acts[:, :, q].transpose(0, 1)  # (T, B, H)
+        sat_ref = (a.abs() > limit) if spec.gate_kind(gate) == "tanh" else (a < low) | (a > high)
+        expected = sat_ref.sum(-1).to(torch.float32) * valid
+        assert float(expected.sum()) > 0
+        torch.testing.assert_close(sat[q], expected, rtol=0, atol=0, msg=lambda m, gate=gate: f"gate {gate}: {m}")

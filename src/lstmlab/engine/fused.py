@@ -1,12 +1,16 @@
 """Fused engine: compiled time loops with a hand-derived backward pass (BPTT).
 
 Forward: the input projection of all steps is ONE matrix product; the recurrence runs in C++
-(``csrc/fused.cpp``): per step one GEMM ``h_{t-1} @ W_hh^T`` straight into BLAS and a fused
-elementwise gate loop (AVX2 where the machine has it) that also counts saturated units for the
-taps.  Backward: per step the gate gradients and one GEMM ``dG_t @ W_hh``; the weight
-gradients of all steps are a few big matrix products after the loop; the taps' squared
-gradient norms come out of the same elementwise loop.  CUDA tensors take a device-generic
-route through the same C++ code (per-step ``at::`` ops dispatched to CUDA).
+(``csrc/``: the cells' steps in ``cells.h``, one time loop per direction in ``loop_cpu.h``):
+per step one GEMM ``h_{t-1} @ W_hh^T`` straight into BLAS and a fused elementwise gate loop
+(AVX2 where the machine has it) that also counts saturated units for the taps, with the
+thresholds of the cell table (:func:`lstmlab.cells.saturation_thresholds`).  Backward: per step
+the gate gradients and one GEMM ``dG_t @ W_hh``; the weight gradients of all steps are a few big
+matrix products after the loop; the taps' squared gradient norms come out of the same
+elementwise loop.  CUDA tensors take a device-generic route through the same cells
+(``loop_generic.h``: per-step ``at::`` ops dispatched to CUDA).
+
+Two operators serve every cell: ``torch.ops.lstmlab_fused.forward`` and ``.backward``.
 
 The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (cached under
 ``$TORCH_EXTENSIONS_DIR``, or ``$LSTMLAB_BUILD_DIR`` if set).  :func:`load` raises when that
@@ -22,14 +26,17 @@ from pathlib import Path
 
 import torch
 
+from .. import cells
 from . import loop
-from .taps import GATES, StepTaps
+from .taps import StepTaps
 
 _CSRC = Path(__file__).with_name("csrc")
-_SOURCES = ("fused.cpp",)
+_SOURCES = ("ops.cpp",)
 _state: dict = {"ops": None}
 # Forces the device-generic (per-step at:: ops) route on the CPU too; used by tests.
 FORCE_GENERIC = False
+# (sigmoid_low, sigmoid_high, tanh_limit), the order the C++ kernels take them in
+_THRESHOLDS = list(cells.saturation_thresholds())
 
 
 def _cpu_flags() -> list[str]:
@@ -94,7 +101,7 @@ def _none(t: torch.Tensor) -> torch.Tensor | None:
 
 def _set_saturation(taps: StepTaps, cell: str, sat: torch.Tensor, units: int) -> None:
     taps.units = units
-    taps.saturated = {name: sat[k] for k, name in enumerate(GATES[cell])}
+    taps.saturated = {name: sat[k] for k, name in enumerate(cells.get(cell).gates)}
 
 
 def _set_grads(taps: StepTaps, gh: torch.Tensor, gc: torch.Tensor | None) -> None:
@@ -107,118 +114,71 @@ def _needs_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-class _LSTM(torch.autograd.Function):
+class _Layer(torch.autograd.Function):
+    """One direction of one layer of any cell (``c0`` None unless LSTM): C++ forward and BPTT."""
+
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, taps):
+    def forward(ctx, cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, relu, taps):
         gen = FORCE_GENERIC
-        out, h_n, c_n, A, C, S, sat = load().lstm_fwd(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask,
-                                                      True, taps is not None, gen)
+        out, h_n, c_n, A, C, S, sat = load().forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, relu,
+                                                     _THRESHOLDS, True, taps is not None, gen)
         if taps is not None:
-            _set_saturation(taps, "lstm", sat, h0.shape[-1])
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, rmask, A, C, S if S.numel() else out)
-        ctx.lengths, ctx.taps, ctx.generic = lengths, taps, gen
+            _set_saturation(taps, cell, sat, h0.shape[-1])
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, lengths, rmask, A if A.numel() else out, C,
+                              S if S.numel() else out)
+        ctx.cell, ctx.relu, ctx.taps, ctx.generic = cell, relu, taps, gen
         return out, h_n, c_n
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gout, ghn, gcn):
-        x, h0, c0, w_ih, w_hh, rmask, A, C, S = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, lengths, rmask, A, C, S = ctx.saved_tensors
         taps = ctx.taps
-        dx, dh0, dc0, dw_ih, dw_hh, db, gh, gc = load().lstm_bwd(
-            gout, ghn, gcn, x, h0, c0, w_ih, w_hh, ctx.lengths, rmask, A, C, S, ctx.needs_input_grad[0],
-            taps is not None, ctx.generic)
+        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, gh, gc = load().backward(
+            ctx.cell, gout, ghn, gcn if c0 is not None else None, x, h0, c0, w_ih, w_hh, lengths, rmask, ctx.relu,
+            A, C, S, ctx.needs_input_grad[1], taps is not None, ctx.generic)
         if taps is not None:
-            _set_grads(taps, gh, gc)
-        return _none(dx), dh0, dc0, dw_ih, dw_hh, db, db.clone(), None, None, None
+            _set_grads(taps, gh, _none(gc))
+        return None, _none(dx), dh0, _none(dc0), dw_ih, dw_hh, db_ih, db_hh, None, None, None, None
 
 
-class _GRU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, taps):
-        gen = FORCE_GENERIC
-        out, h_n, A, S, sat = load().gru_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, True,
-                                             taps is not None, gen)
-        if taps is not None:
-            _set_saturation(taps, "gru", sat, h0.shape[-1])
-        ctx.save_for_backward(x, h0, w_ih, w_hh, rmask, A, S if S.numel() else out)
-        ctx.lengths, ctx.taps, ctx.generic = lengths, taps, gen
-        return out, h_n
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, gout, ghn):
-        x, h0, w_ih, w_hh, rmask, A, S = ctx.saved_tensors
-        taps = ctx.taps
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh, gh = load().gru_bwd(
-            gout, ghn, x, h0, w_ih, w_hh, ctx.lengths, rmask, A, S, ctx.needs_input_grad[0],
-            taps is not None, ctx.generic)
-        if taps is not None:
-            _set_grads(taps, gh, None)
-        return _none(dx), dh0, dw_ih, dw_hh, db_ih, db_hh, None, None, None
-
-
-class _RNN(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, relu, taps):
-        gen = FORCE_GENERIC
-        out, h_n, S, sat = load().rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, relu, True,
-                                          taps is not None, gen)
-        if taps is not None:
-            _set_saturation(taps, "rnn", sat, h0.shape[-1])
-        ctx.save_for_backward(x, h0, w_ih, w_hh, rmask, out, S if S.numel() else out)
-        ctx.lengths, ctx.taps, ctx.generic, ctx.relu = lengths, taps, gen, relu
-        return out, h_n
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, gout, ghn):
-        x, h0, w_ih, w_hh, rmask, out, S = ctx.saved_tensors
-        taps = ctx.taps
-        dx, dh0, dw_ih, dw_hh, db, gh = load().rnn_bwd(
-            gout, ghn, x, h0, w_ih, w_hh, ctx.lengths, rmask, out, S, ctx.relu, ctx.needs_input_grad[0],
-            taps is not None, ctx.generic)
-        if taps is not None:
-            _set_grads(taps, gh, None)
-        return _none(dx), dh0, dw_ih, dw_hh, db, db.clone(), None, None, None, None
-
-
-def _prep(x, lengths, rmask, *states):
+def _prep(x, lengths, rmask, h0, c0):
     x = x.contiguous()
     if lengths is not None:
         lengths = lengths.to("cpu", torch.int64)
-        if bool((lengths == x.shape[1]).all()):
+        if bool((lengths == x.shape[1]).all()):  # no padded step: the faster kernels
             lengths = None
-    states = tuple(s.to(x.dtype) for s in states)
+    h0 = h0.to(x.dtype)
+    c0 = None if c0 is None else c0.to(x.dtype)
     if rmask is not None:
         rmask = rmask.to(x.dtype).contiguous()
-    return x, lengths, rmask, states
+    return x, lengths, rmask, h0, c0
+
+
+def _run(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, relu, taps):
+    """(out, h_n, c_n) of one layer direction; c_n is empty unless LSTM."""
+    x, lengths, rmask, h0, c0 = _prep(x, lengths, rmask, h0, c0)
+    if _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        return _Layer.apply(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, relu, taps)
+    out, h_n, c_n, _, _, _, sat = load().forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, relu,
+                                                 _THRESHOLDS, False, taps is not None, FORCE_GENERIC)
+    if taps is not None:
+        _set_saturation(taps, cell, sat, h0.shape[-1])
+    return out, h_n, c_n
 
 
 def lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None):
     """LSTM over a (B, T, I) batch (gate order i, f, g, o); see :mod:`lstmlab.engine`."""
     if not _supported(x):
         return loop.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, taps)
-    x, lengths, rmask, (h0, c0) = _prep(x, lengths, rmask, h0, c0)
-    if _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
-        return _LSTM.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, taps)
-    out, h_n, c_n, _, _, _, sat = load().lstm_fwd(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, False,
-                                                  taps is not None, FORCE_GENERIC)
-    if taps is not None:
-        _set_saturation(taps, "lstm", sat, h0.shape[-1])
-    return out, h_n, c_n
+    return _run("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, False, taps)
 
 
 def gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None):
     """GRU over a (B, T, I) batch, torch.nn.GRU equations (gate order r, z, n)."""
     if not _supported(x):
         return loop.gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, taps)
-    x, lengths, rmask, (h0,) = _prep(x, lengths, rmask, h0)
-    if _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):
-        return _GRU.apply(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, taps)
-    out, h_n, _, _, sat = load().gru_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, False,
-                                         taps is not None, FORCE_GENERIC)
-    if taps is not None:
-        _set_saturation(taps, "gru", sat, h0.shape[-1])
+    out, h_n, _ = _run("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, rmask, False, taps)
     return out, h_n
 
 
@@ -226,12 +186,5 @@ def rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, activation="tan
     """Elman RNN over a (B, T, I) batch, ``activation`` "tanh" or "relu"."""
     if activation not in ("tanh", "relu") or not _supported(x):
         return loop.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, activation, taps)
-    relu = activation == "relu"
-    x, lengths, rmask, (h0,) = _prep(x, lengths, rmask, h0)
-    if _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):
-        return _RNN.apply(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, relu, taps)
-    out, h_n, _, sat = load().rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, relu, False,
-                                      taps is not None, FORCE_GENERIC)
-    if taps is not None:
-        _set_saturation(taps, "rnn", sat, h0.shape[-1])
+    out, h_n, _ = _run("rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, rmask, activation == "relu", taps)
     return out, h_n

@@ -3,6 +3,7 @@
 // Sc<T> is a one-lane "vector" (exact libm functions: used for double and for the tails);
 // V8 is eight floats in an AVX2 register (compiled only with -mavx2 -mfma), with Cephes-style
 // exp / tanh (about 1-2 ulp).  NaN propagates through every function (min/max operand order).
+// The saturation counters take their thresholds as arguments (from lstmlab/cells.py).
 #pragma once
 
 #include <cmath>
@@ -19,12 +20,9 @@
 
 namespace lstmlab {
 
-constexpr double kSigLow = 0.01;
-constexpr double kSigHigh = 0.99;
-constexpr double kTanhLimit = 0.99;
-
 template <typename T>
 struct Sc {
+  using Elem = T;
   static constexpr int W = 1;
   T v;
   static inline Sc load(const T* p) { return {*p}; }
@@ -45,9 +43,9 @@ inline Sc<T> vrelu(Sc<T> a) { return {a.v < T(0) ? T(0) : a.v}; }  // keeps NaN
 template <typename T>
 inline Sc<T> vpos_select(Sc<T> h, Sc<T> g) { return {h.v > T(0) ? g.v : T(0)}; }  // relu'
 template <typename T>
-inline int vcount_sig(Sc<T> a) { return (a.v < T(kSigLow)) | (a.v > T(kSigHigh)); }
+inline int vcount_sig(Sc<T> a, T low, T high) { return (a.v < low) | (a.v > high); }
 template <typename T>
-inline int vcount_tanh(Sc<T> a) { return std::abs(a.v) > T(kTanhLimit); }
+inline int vcount_tanh(Sc<T> a, T limit) { return std::abs(a.v) > limit; }
 template <typename T>
 inline int vcount_zero(Sc<T> a) { return a.v == T(0); }
 template <typename T>
@@ -55,6 +53,7 @@ inline T vsum(Sc<T> a) { return a.v; }
 
 #ifdef LSTMLAB_HAVE_V8
 struct V8 {
+  using Elem = float;
   static constexpr int W = 8;
   __m256 v;
   static inline V8 load(const float* p) { return {_mm256_loadu_ps(p)}; }
@@ -117,15 +116,14 @@ inline V8 vrelu(V8 a) { return {_mm256_max_ps(_mm256_setzero_ps(), a.v)}; }
 inline V8 vpos_select(V8 h, V8 g) {
   return {_mm256_and_ps(_mm256_cmp_ps(h.v, _mm256_setzero_ps(), _CMP_GT_OQ), g.v)};
 }
-inline int vcount_sig(V8 a) {
-  __m256 lo = _mm256_cmp_ps(a.v, _mm256_set1_ps(float(kSigLow)), _CMP_LT_OQ);
-  __m256 hi = _mm256_cmp_ps(a.v, _mm256_set1_ps(float(kSigHigh)), _CMP_GT_OQ);
+inline int vcount_sig(V8 a, float low, float high) {
+  __m256 lo = _mm256_cmp_ps(a.v, _mm256_set1_ps(low), _CMP_LT_OQ);
+  __m256 hi = _mm256_cmp_ps(a.v, _mm256_set1_ps(high), _CMP_GT_OQ);
   return __builtin_popcount(_mm256_movemask_ps(_mm256_or_ps(lo, hi)));
 }
-inline int vcount_tanh(V8 a) {
+inline int vcount_tanh(V8 a, float limit) {
   __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v);
-  return __builtin_popcount(
-      _mm256_movemask_ps(_mm256_cmp_ps(ax, _mm256_set1_ps(float(kTanhLimit)), _CMP_GT_OQ)));
+  return __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(ax, _mm256_set1_ps(limit), _CMP_GT_OQ)));
 }
 inline int vcount_zero(V8 a) {
   return __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(a.v, _mm256_setzero_ps(), _CMP_EQ_OQ)));
@@ -141,6 +139,7 @@ inline float vsum(V8 a) {
 #ifdef LSTMLAB_HAVE_V16
 // Sixteen floats in an AVX-512 register; divisions use rcp14 + one Newton step (about 1 ulp).
 struct V16 {
+  using Elem = float;
   static constexpr int W = 16;
   __m512 v;
   static inline V16 load(const float* p) { return {_mm512_loadu_ps(p)}; }
@@ -209,14 +208,13 @@ inline V16 vrelu(V16 a) { return {_mm512_max_ps(_mm512_setzero_ps(), a.v)}; }
 inline V16 vpos_select(V16 h, V16 g) {
   return {_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(h.v, _mm512_setzero_ps(), _CMP_GT_OQ), g.v)};
 }
-inline int vcount_sig(V16 a) {
-  __mmask16 lo = _mm512_cmp_ps_mask(a.v, _mm512_set1_ps(float(kSigLow)), _CMP_LT_OQ);
-  __mmask16 hi = _mm512_cmp_ps_mask(a.v, _mm512_set1_ps(float(kSigHigh)), _CMP_GT_OQ);
+inline int vcount_sig(V16 a, float low, float high) {
+  __mmask16 lo = _mm512_cmp_ps_mask(a.v, _mm512_set1_ps(low), _CMP_LT_OQ);
+  __mmask16 hi = _mm512_cmp_ps_mask(a.v, _mm512_set1_ps(high), _CMP_GT_OQ);
   return __builtin_popcount(unsigned(lo | hi));
 }
-inline int vcount_tanh(V16 a) {
-  return __builtin_popcount(
-      unsigned(_mm512_cmp_ps_mask(_mm512_abs_ps(a.v), _mm512_set1_ps(float(kTanhLimit)), _CMP_GT_OQ)));
+inline int vcount_tanh(V16 a, float limit) {
+  return __builtin_popcount(unsigned(_mm512_cmp_ps_mask(_mm512_abs_ps(a.v), _mm512_set1_ps(limit), _CMP_GT_OQ)));
 }
 inline int vcount_zero(V16 a) {
   return __builtin_popcount(unsigned(_mm512_cmp_ps_mask(a.v, _mm512_setzero_ps(), _CMP_EQ_OQ)));

@@ -1,0 +1,108 @@
+// Threads of the CPU route: the hidden units are split into slots, one per thread, and the
+// threads of one layer call meet at a spin barrier once per step.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "blas.h"
+
+namespace lstmlab {
+
+inline int64_t g_par_threshold = 16384;  // B * gate-width per step from which batch rows run in parallel
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Centralised spin barrier for the threads of one layer call (yields after a while: the
+// machine may be shared).
+struct SpinBarrier {
+  std::atomic<int> count{0};
+  std::atomic<int> gen{0};
+  int n = 1;
+  void wait() {
+    if (n <= 1) return;
+    const int g = gen.load(std::memory_order_acquire);
+    if (count.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+      count.store(0, std::memory_order_relaxed);
+      gen.fetch_add(1, std::memory_order_acq_rel);
+    } else {
+      int spins = 0;
+      while (gen.load(std::memory_order_acquire) == g) {
+        if (++spins < 20000) {
+          cpu_relax();
+        } else {
+          std::this_thread::yield();
+        }
+      }
+    }
+  }
+};
+
+// Work split: S slots, each a contiguous slice [u[k], u[k+1]) of the hidden units (all gates of
+// those units, all batch rows).  Each thread runs the per-step GEMM of its slots (single-threaded
+// BLAS) and then their elementwise loop, so there is one barrier per step and each thread's
+// data stays in its own cache.
+struct Plan {
+  int64_t S = 1;
+  std::vector<int64_t> u{0, 0};
+};
+
+inline Plan make_plan(int64_t B, int64_t H, int64_t G) {
+  Plan p;
+  int64_t S = 1;
+#if AT_PARALLEL_OPENMP
+  const int64_t nt = at::get_num_threads();
+  if (nt > 1 && !at::in_parallel_region() && B * G >= g_par_threshold && H >= 32) {
+    S = std::min<int64_t>(nt, H / 16);
+  }
+#endif
+  p.S = S;
+  p.u.assign(S + 1, H);
+  for (int64_t k = 0; k < S; ++k) p.u[k] = (H * k / S) / 16 * 16;
+  return p;
+}
+
+// body(s0, s1, barrier): run slots [s0, s1) on the calling thread.
+template <typename F>
+void run_slots(const Plan& p, const F& body) {
+  SpinBarrier bar;
+  if (p.S == 1) {
+    body(int64_t(0), int64_t(1), bar);
+    return;
+  }
+  std::atomic<int64_t> chunk{0};
+  at::parallel_for(0, p.S, 1, [&](int64_t k0, int64_t k1) {
+    // The team may be smaller than S (e.g. nested parallelism): count the participants.
+    if (k0 == 0) {
+      bar.n = int((p.S + (k1 - k0) - 1) / (k1 - k0));
+      chunk.store(k1 - k0, std::memory_order_release);
+    } else {
+      while (chunk.load(std::memory_order_acquire) == 0) cpu_relax();
+    }
+    const int prev = MKL_Set_Num_Threads_Local ? MKL_Set_Num_Threads_Local(1) : 0;
+    body(k0, k1, bar);
+    if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(prev);
+  });
+}
+
+inline Tensor reduce_slots(const Tensor& t, const Plan& p) { return p.S == 1 ? t.select(0, 0) : t.sum(0); }
+
+// Weights of slot k for the forward GEMM: the rows of W_hh of all `gates` gates for its units.
+inline Tensor slot_weights(const Tensor& w_hh, const Plan& p, int64_t k, int64_t gates) {
+  const int64_t H = w_hh.size(1), Hk = p.u[k + 1] - p.u[k];
+  if (p.S == 1) return w_hh;
+  if (gates == 1) return w_hh.narrow(0, p.u[k], Hk);  // contiguous rows: no copy
+  return w_hh.view({gates, H, H}).narrow(1, p.u[k], Hk).reshape({gates * Hk, H}).contiguous();
+}
+
+}  // namespace lstmlab
