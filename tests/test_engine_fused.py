@@ -422,3 +422,72 @@ def test_thresholds_come_from_the_caller(cell, generic):
         expected = sat_ref.sum(-1).to(torch.float32) * valid
         assert float(expected.sum()) > 0
         torch.testing.assert_close(sat[q], expected, rtol=0, atol=0, msg=lambda m, gate=gate: f"gate {gate}: {m}")
+
+
+def _layer_outputs(cell, activation, lengths):
+    def layer(x, h0, c0, *ws):
+        out, h_n, c_n = engine.run(cell, x, h0, c0, tuple(ws), lengths=lengths, activation=activation,
+                                   engine="fused")
+        return [t for t in (out, h_n, c_n) if t is not None]
+
+    return layer
+
+
+@pytest.mark.parametrize("cell,activation", CELLS)
+def test_compiled_equals_eager(cell, activation):
+    """torch.compile (default backend, one graph) of the fused forward + backward == eager: outputs, gradients,
+    and outputs without gradients (the inference path)."""
+    layer = _layer_outputs(cell, activation, torch.tensor([6, 3, 5]))
+    compiled = torch.compile(layer, fullgraph=True)
+    results = []
+    for fn in (layer, compiled):
+        x, h0, c0, ws = _small_layer(cell, torch.float32)
+        leaves = [t.requires_grad_() for t in (x, h0, c0, *ws) if t is not None]
+        outs = fn(x, h0, c0, *ws)
+        grads = torch.autograd.grad(_loss(outs), leaves)
+        with torch.no_grad():
+            infer = fn(x, h0, c0, *ws)
+        results.append([*outs, *grads, *infer])
+    assert len(results[0]) == len(results[1])
+    for k, (a, b) in enumerate(zip(*results, strict=True)):
+        _close(b, a, torch.float32, f"compiled vs eager, tensor {k}")
+
+
+def test_compiled_with_taps_records_the_same():
+    """Taps are filled under torch.compile too (the Function that fills them runs eagerly there)."""
+    layer_taps = []
+
+    def layer(x, h0, c0, *ws):
+        taps = StepTaps()
+        layer_taps.append(taps)
+        return engine.run("lstm", x, h0, c0, tuple(ws), lengths=torch.tensor([6, 3, 5]), engine="fused",
+                          taps=taps)
+
+    for fn in (layer, torch.compile(layer, backend="aot_eager")):
+        x, h0, c0, ws = _small_layer("lstm")
+        torch.autograd.grad(_loss(fn(x, h0, c0, *[w.requires_grad_() for w in ws])), ws)
+    eager, comp = (t.finalize() for t in layer_taps)
+    assert comp.filled_backward and set(comp.saturated) == set(eager.saturated) == {"i", "f", "g", "o"}
+    for k in eager.saturated:
+        torch.testing.assert_close(comp.saturated[k], eager.saturated[k], rtol=0, atol=0)
+    _close(comp.grad_h_sq, eager.grad_h_sq, torch.float64, "grad_h_sq")
+    _close(comp.grad_c_sq, eager.grad_c_sq, torch.float64, "grad_c_sq")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("generic", [False, True], ids=["cpu-kernel", "generic-route"])
+def test_opcheck(cell, generic):
+    """torch.library.opcheck: schema, fake (meta) shapes, and tracing under AOTAutograd of both operators."""
+    x, h0, c0, ws = _small_layer(cell)
+    lengths = torch.tensor([6, 3, 5])
+    rmask = torch.full_like(h0, 1.25)
+    ops = fused.load()
+    thr = list(cells.saturation_thresholds())
+    fwd = (cell, x, h0, c0, *ws, lengths, rmask, False, thr, True, True, generic)
+    torch.library.opcheck(ops.forward.default, fwd)
+    out, h_n, _, A, C, S, _ = ops.forward(*fwd)
+    g = torch.Generator().manual_seed(12)
+    grads = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in (out, h_n, h_n)]
+    bwd = (cell, grads[0], grads[1], grads[2] if cell == "lstm" else None, x, h0, c0, ws[0], ws[1], lengths, rmask,
+           False, A if A.numel() else out, C, S, True, True, generic)
+    torch.library.opcheck(ops.backward.default, bwd)

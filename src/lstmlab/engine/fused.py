@@ -10,7 +10,8 @@ matrix products after the loop; the taps' squared gradient norms come out of the
 elementwise loop.  CUDA tensors take a device-generic route through the same cells
 (``loop_generic.h``: per-step ``at::`` ops dispatched to CUDA).
 
-Two operators serve every cell: ``torch.ops.lstmlab_fused.forward`` and ``.backward``.
+Two operators serve every cell: ``torch.ops.lstmlab_fused.forward`` and ``.backward``; their
+fake (meta) implementations below give ``torch.compile`` the shapes of their outputs.
 
 The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (cached under
 ``$TORCH_EXTENSIONS_DIR``, or ``$LSTMLAB_BUILD_DIR`` if set).  :func:`load` raises when that
@@ -37,6 +38,8 @@ _state: dict = {"ops": None}
 FORCE_GENERIC = False
 # (sigmoid_low, sigmoid_high, tanh_limit), the order the C++ kernels take them in
 _THRESHOLDS = list(cells.saturation_thresholds())
+# Blocks of H activations the forward keeps per step for the backward (an RNN reads its output).
+_KEPT_ACTS = {"lstm": 4, "gru": 4, "rnn": 0}
 
 
 def _cpu_flags() -> list[str]:
@@ -77,6 +80,7 @@ def load():
             is_python_module=False,
             verbose=bool(os.environ.get("LSTMLAB_BUILD_VERBOSE")),
         )
+        _register_fakes()
         _state["ops"] = torch.ops.lstmlab_fused
     return _state["ops"]
 
@@ -89,6 +93,36 @@ def configure(par_threshold: int = -1, blas: int = -1, packed: int = -1) -> dict
     Returns the settings."""
     lanes, mode, thr, pack = load().configure(par_threshold, blas, packed)
     return {"simd_lanes": lanes, "direct_blas": bool(mode), "par_threshold": thr, "packed_gemm": pack}
+
+
+def _fake_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, relu, thresholds, save, taps,
+                  generic):
+    """Outputs of ``forward`` as the C++ makes them: [out, h_n, c_n, A, C, S, saturation counts]."""
+    spec, kept = cells.get(cell), _KEPT_ACTS[cell]
+    B, T, H = x.shape[0], x.shape[1], w_hh.shape[1]
+    lstm = spec.has_cell_state
+    return [x.new_empty(B, T, H), x.new_empty(B, H), x.new_empty(B, H) if lstm else x.new_empty(0),
+            x.new_empty(B, T, kept * H) if save and kept else x.new_empty(0),
+            x.new_empty(B, T, H) if save and lstm else x.new_empty(0),
+            x.new_empty(B, T, H) if save and lengths is not None else x.new_empty(0),
+            x.new_empty(spec.n_gates, T, B, dtype=torch.float32) if taps else x.new_empty(0)]
+
+
+def _fake_backward(cell, gout, ghn, gcn, x, h0, c0, w_ih, w_hh, lengths, rmask, relu, A, C, S, need_dx, taps,
+                   generic):
+    """Outputs of ``backward``: [dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, gh_sq, gc_sq]."""
+    lstm = cells.get(cell).has_cell_state
+    B, T, G, H = x.shape[0], x.shape[1], w_hh.shape[0], w_hh.shape[1]
+    return [x.new_empty(x.shape) if need_dx else x.new_empty(0), x.new_empty(B, H),
+            x.new_empty(B, H) if lstm else x.new_empty(0), x.new_empty(w_ih.shape), x.new_empty(w_hh.shape),
+            x.new_empty(G), x.new_empty(G), x.new_empty(T, B) if taps else x.new_empty(0),
+            x.new_empty(T, B) if taps and lstm else x.new_empty(0)]
+
+
+def _register_fakes() -> None:
+    """Shapes of the operators' outputs without running them (FakeTensor / torch.compile)."""
+    torch.library.register_fake("lstmlab_fused::forward", _fake_forward)
+    torch.library.register_fake("lstmlab_fused::backward", _fake_backward)
 
 
 def _supported(x: torch.Tensor) -> bool:
@@ -146,7 +180,8 @@ def _prep(x, lengths, rmask, h0, c0):
     x = x.contiguous()
     if lengths is not None:
         lengths = lengths.to("cpu", torch.int64)
-        if bool((lengths == x.shape[1]).all()):  # no padded step: the faster kernels
+        # no padded step: the faster kernels (a value test, skipped while torch.compile traces)
+        if not torch.compiler.is_compiling() and bool((lengths == x.shape[1]).all()):
             lengths = None
     h0 = h0.to(x.dtype)
     c0 = None if c0 is None else c0.to(x.dtype)

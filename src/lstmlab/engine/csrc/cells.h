@@ -73,6 +73,7 @@ struct GradOut {
   V dc;     // kCellState: the total dL/dc_t (for the taps)
 };
 
+// The fake (meta) kernels in fused.py mirror kActs / kKeepActs / kCellState for the output shapes.
 struct Lstm {
   static constexpr int kGates = 4, kActs = 4;  // row blocks of W_hh; activations kept per step
   static constexpr bool kCellState = true;     // carries c
