@@ -104,6 +104,28 @@ def _known_labels(train: Sequence[LabelledText], val: Sequence[LabelledText], te
     return kept, dropped
 
 
+def _encode_parts(toks: dict[str, list[list[str]]], kept: dict[str, Sequence[LabelledText]], vocab: Vocab,
+                  label_id: dict[str, int], t_len: int, truncate: str) -> tuple[dict[str, SequenceData], int]:
+    """Token lists -> padded id arrays per split; an empty text becomes one unknown token."""
+    empty = 0
+    out = {}
+    for k, lists in toks.items():
+        seqs = []
+        for t in lists:
+            ids = vocab.encode(t)
+            if len(ids) == 0:  # keep every sequence at least one step long
+                ids = np.array([1], dtype=np.int64)
+                empty += 1
+            seqs.append(ids)
+        if seqs:
+            x, lengths = pad_sequences(seqs, t_len, dtype=np.int64, truncate=truncate)
+        else:
+            x, lengths = np.zeros((0, t_len), np.int64), np.zeros(0, np.int64)
+        y = np.array([label_id[ex.label] for ex in kept[k]], dtype=np.int64)
+        out[k] = SequenceData(x, y, lengths)
+    return out, empty
+
+
 def text_classification_splits(
     train: Sequence[LabelledText],
     val: Sequence[LabelledText],
@@ -135,22 +157,7 @@ def text_classification_splits(
     vocab = Vocab.build(toks["train"], max_tokens=max_tokens, min_freq=min_freq)
     train_lengths = [len(t) for t in toks["train"]]
     t_len = int(max_len) if max_len is not None else max(1, max(train_lengths, default=1))
-    empty = 0
-    out = {}
-    for k, lists in toks.items():
-        seqs = []
-        for t in lists:
-            ids = vocab.encode(t)
-            if len(ids) == 0:  # keep every sequence at least one step long
-                ids = np.array([1], dtype=np.int64)
-                empty += 1
-            seqs.append(ids)
-        if seqs:
-            x, lengths = pad_sequences(seqs, t_len, dtype=np.int64, truncate=truncate)
-        else:
-            x, lengths = np.zeros((0, t_len), np.int64), np.zeros(0, np.int64)
-        y = np.array([label_id[ex.label] for ex in kept[k]], dtype=np.int64)
-        out[k] = SequenceData(x, y, lengths)
+    out, empty = _encode_parts(toks, kept, vocab, label_id, t_len, truncate)
     counts = np.bincount(out["train"].y, minlength=len(class_names))
     majority = int(counts.argmax())
     baseline = {"majority_class": class_names[majority]}
