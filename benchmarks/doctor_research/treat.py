@@ -155,6 +155,8 @@ class Treatment:
     znorm: bool = False
     tbptt: int | None = None
     augment: int = 0              # extra window-sliced copies of each training series (0 = none)
+    dropout: float = 0.0          # input dropout of the recurrent layer (on the patched input)
+    wd: float | None = None       # Adam L2 weight decay
 
     def label(self) -> str:
         plain = Treatment()
@@ -164,6 +166,8 @@ class Treatment:
 
 def _rnn(t: Treatment, seq: bool, seed: int) -> ll.Layer:
     kw: dict = {"return_sequences": seq, "seed": seed}
+    if t.dropout:
+        kw["dropout"] = t.dropout
     if t.cell == "lstm":
         if t.chrono is not None:
             kw.update(bias_initializer="chrono", chrono_max_len=max(3, int(t.chrono)))
@@ -197,7 +201,8 @@ def build_model(t: Treatment, kind: str, n_out: int, length: int, seed: int = 0)
     model = ll.Sequential(layers)
     loss = "mse" if kind == "regression" else "sparse_categorical_crossentropy"
     metrics = None if kind != "classification" else ["accuracy"]
-    model.compile(loss=loss, optimizer="adam", learning_rate=t.lr, clipnorm=t.clipnorm, metrics=metrics)
+    model.compile(loss=loss, optimizer="adam", learning_rate=t.lr, clipnorm=t.clipnorm, metrics=metrics,
+                  weight_decay=t.wd)
     return model
 
 
@@ -265,17 +270,19 @@ def window_slices(x: np.ndarray, y: np.ndarray, copies: int, ratio: float = 0.9,
     rng = np.random.default_rng(seed)
     n, length, f = x.shape
     w = max(2, int(round(ratio * length)))
-    grid = np.linspace(0, w - 1, length)
-    out = [x]
-    for _ in range(copies):
-        starts = rng.integers(0, length - w + 1, size=n)
-        idx = starts[:, None] + grid[None, :]
-        lo = np.floor(idx).astype(int)
-        hi = np.minimum(lo + 1, length - 1)
-        frac = (idx - lo)[:, :, None]
-        rows = np.arange(n)[:, None]
-        out.append(((1 - frac) * x[rows, lo] + frac * x[rows, hi]).astype(np.float32))
+    out = [x] + [crop_stretch(x, rng.integers(0, length - w + 1, size=n), w) for _ in range(copies)]
     return np.concatenate(out), np.concatenate([y] * (copies + 1))
+
+
+def crop_stretch(x: np.ndarray, starts: np.ndarray, w: int) -> np.ndarray:
+    """Series i's window ``[starts[i], starts[i] + w)`` stretched back to T by linear interpolation."""
+    n, length, _ = x.shape
+    idx = starts[:, None] + np.linspace(0, w - 1, length)[None, :]
+    lo = np.floor(idx).astype(int)
+    hi = np.minimum(lo + 1, length - 1)
+    frac = (idx - lo)[:, :, None]
+    rows = np.arange(n)[:, None]
+    return ((1 - frac) * x[rows, lo] + frac * x[rows, hi]).astype(np.float32)
 
 
 def run(d: Data, t: Treatment, budget_s: float, eval_s: float = 10.0, target: float | None = None,
