@@ -69,7 +69,8 @@ def proba(model, views: list[np.ndarray]) -> np.ndarray:
 
 def member(x, y, tr, va, t: treat.Treatment, n_out: int, seconds: float, seed: int):
     """Train one member on rows ``tr`` (augmented), keep the best weights on rows ``va`` (or the last)."""
-    d = treat.Data("m", "classification", x[tr], y[tr], x[va], y[va], x[va], y[va], n_out)
+    ev = va if len(va) else tr  # --full: no held-out rows; the probe then only logs the training fit
+    d = treat.Data("m", "classification", x[tr], y[tr], x[ev], y[ev], x[ev], y[ev], n_out)
     model = treat.build_model(t, "classification", n_out, x.shape[1], seed)
     model.build(torch.as_tensor(x[:2]))
     probe = treat.Probe(d, seconds, 2.0, None)
@@ -108,6 +109,9 @@ def run(a: argparse.Namespace) -> dict:
         members.append({"test": accuracy(p_plain[-1], d.yte), "test_tta": accuracy(p_tta[-1], d.yte),
                         "steps": steps, "s": round(time.time() - t0, 1)})
     covered = oof.sum(1) > 0
+    if a.save:
+        Path(a.save).parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(a.save, test=np.array(p_plain), test_tta=np.array(p_tta), oof=oof, y=y, y_test=d.yte)
     ens = [accuracy(np.mean(p_plain[:m], 0), d.yte) for m in range(1, len(p_plain) + 1)]
     ens_tta = [accuracy(np.mean(p_tta[:m], 0), d.yte) for m in range(1, len(p_tta) + 1)]
     return {"set": d.name, "n_train": int(len(y)), "length": int(length), "classes": int(d.n_out),
@@ -135,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patch-steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="")
+    p.add_argument("--save", default="", help="write the members' test / OOF probabilities to this .npz")
     p.add_argument("--out", default=str(HERE / "results" / "small.jsonl"))
     a = p.parse_args(argv)
     torch.set_num_threads(1)
