@@ -110,8 +110,9 @@ def run(a: argparse.Namespace) -> dict:
                         "steps": steps, "s": round(time.time() - t0, 1)})
     covered = oof.sum(1) > 0
     if a.save:
-        Path(a.save).parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(a.save, test=np.array(p_plain), test_tta=np.array(p_tta), oof=oof, y=y, y_test=d.yte)
+        save = HERE / a.save  # a relative path is taken from this folder
+        save.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(save, test=np.array(p_plain), test_tta=np.array(p_tta), oof=oof, y=y, y_test=d.yte)
     ens = [accuracy(np.mean(p_plain[:m], 0), d.yte) for m in range(1, len(p_plain) + 1)]
     ens_tta = [accuracy(np.mean(p_tta[:m], 0), d.yte) for m in range(1, len(p_tta) + 1)]
     return {"set": d.name, "n_train": int(len(y)), "length": int(length), "classes": int(d.n_out),
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patch-steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="")
-    p.add_argument("--save", default="", help="write the members' test / OOF probabilities to this .npz")
+    p.add_argument("--save", default="",
+                   help="the members' test / OOF probabilities to this .npz (relative: to this folder)")
     p.add_argument("--out", default=str(HERE / "results" / "small.jsonl"))
     a = p.parse_args(argv)
     torch.set_num_threads(1)
