@@ -62,7 +62,8 @@ def _summary(run: RunData) -> Section:
         part = res.get(split)
         if isinstance(part, dict):
             for k, v in part.items():
-                rows.append([split, k, v])
+                if not isinstance(v, dict):  # the forecast table below shows the nested one
+                    rows.append([split, k, v])
     base = res.get("baseline")
     if isinstance(base, dict):
         for k, v in base.items():
@@ -72,6 +73,7 @@ def _summary(run: RunData) -> Section:
             rows.append(["run", k, res[k]])
     if rows:
         body += "<h3>Final metrics</h3>" + table(["split", "metric", "value"], rows)
+    body += _forecast(res)
     models = res.get("models") or get(res, "summary", "models")
     if isinstance(models, dict) and models and all(isinstance(v, dict) for v in models.values()):
         cols: list[str] = []
@@ -89,6 +91,31 @@ def _summary(run: RunData) -> Section:
         body += note("No result.json in this run directory (the run may still be going or was cut short); "
                      "final metrics are not available.")
     return Section("summary", "Summary and test metrics", body)
+
+
+def _forecast(res: dict) -> str:
+    """The model against the persistence and seasonal-naive forecasts, in the series' own units."""
+    rows, steps = [], []
+    for split in ("val", "test"):
+        fc = get(res, split, "forecast")
+        if not isinstance(fc, dict):
+            continue
+        m = fc.get("seasonal_period")
+        rows += [[split, f"model (transform {fc.get('transform')})", fc.get("rmse"), fc.get("mae"), fc.get("mase")],
+                 [split, "persistence", fc.get("persistence_rmse"), fc.get("persistence_mae"), None],
+                 [split, f"seasonal naive (m={m})", fc.get("seasonal_naive_rmse"), fc.get("seasonal_naive_mae"), None]]
+        per_step = fc.get("per_step_rmse")
+        if isinstance(per_step, list) and len(per_step) > 1:
+            steps.append([split] + per_step)
+    if not rows:
+        return ""
+    out = ("<h3>Forecast in original units</h3>" + table(["split", "forecast", "RMSE", "MAE", "MASE"], rows)
+           + note("Scored on the same windows; MASE is the model's MAE over the in-sample MAE of the "
+                  "seasonal-naive one-step forecast on the training rows (below 1: better than it)."))
+    if steps:
+        width = max(len(r) for r in steps) - 1
+        out += "<h4>RMSE per step ahead</h4>" + table(["split"] + [f"t+{j + 1}" for j in range(width)], steps)
+    return out
 
 
 def _config(run: RunData) -> Section:

@@ -30,6 +30,7 @@ import numpy as np
 from .. import distributed
 from ..callbacks import Callback, EarlyStopping, StopOnDivergence, finite_weights
 from ..config import dumps_toml
+from ..data.forecast import forecast_metrics
 from ..training.loop import Loop, Position
 from .checkpoint import (
     STATE_VERSION,
@@ -286,6 +287,10 @@ def _finish(ctx, rd: RunDir, su: Setup, state: dict, out=print) -> TrainResult:
     rd.write_json(rd.state, {k: v for k, v in state.items() if not k.startswith("_")}, indent=None)
     metrics = final_metrics(model, su.splits, t["batch_size"]) if good else {}
     result["val"], result["test"] = metrics.get("val"), metrics.get("test")
+    for split in ("val", "test") if t.get("verbose", 1) else ():
+        line = forecast_line(split, metrics.get(split))
+        if line:
+            out(line, flush=True)
     rd.write_json(rd.result, result)
     ctx.barrier()
     return result
@@ -293,7 +298,10 @@ def _finish(ctx, rd: RunDir, su: Setup, state: dict, out=print) -> TrainResult:
 
 def final_metrics(model, splits, batch_size: int) -> dict:
     """Loss and metrics of the final model on the validation and test splits (None when empty);
-    bits per character for a language model, errors in the data's own units for scaled series."""
+    bits per character for a language model; for a forecasting set (``meta["forecast"]``) the
+    model's errors in the series' own units (transform and scaling undone) next to the
+    persistence and seasonal-naive forecasts of the same windows, the MASE and the RMSE of each
+    step ahead (``res["forecast"]``, see :func:`lstmlab.data.forecast_metrics`)."""
     meta = splits.meta
     out: dict[str, Any] = {}
     for name in ("val", "test"):
@@ -305,15 +313,36 @@ def final_metrics(model, splits, batch_size: int) -> dict:
         res = model.evaluate(x, y, batch_size=batch_size, lengths=lengths, return_dict=True)
         if meta.get("kind") == "language_model":
             res["bits_per_char"] = res["loss"] / math.log(2)
-        scaler = meta.get("scaler")
-        if meta.get("kind") == "regression" and scaler is not None and hasattr(scaler, "inverse_transform") \
-                and getattr(scaler, "method", "none") != "none":
-            pred = scaler.inverse_transform(model.predict(x, batch_size=batch_size, lengths=lengths))
-            true = scaler.inverse_transform(part.y)
-            res["rmse_original_units"] = float(np.sqrt(np.mean((pred - true) ** 2)))
-            res["mae_original_units"] = float(np.mean(np.abs(pred - true)))
+        if meta.get("forecast") is not None:
+            fc = forecast_metrics(splits, model.predict(x, batch_size=batch_size, lengths=lengths), name)
+            res.update(rmse_original_units=fc["rmse"], mae_original_units=fc["mae"], mase=fc["mase"], forecast=fc)
+        elif meta.get("kind") == "regression":
+            res.update(_scaled_errors(meta.get("scaler"), model.predict(x, batch_size=batch_size, lengths=lengths),
+                                      part.y))
         out[name] = res
     return out
+
+
+def _scaled_errors(scaler, pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """RMSE and MAE after undoing the target scaling (a regression set that is not a forecast)."""
+    if scaler is None or not hasattr(scaler, "inverse_transform") or getattr(scaler, "method", "none") == "none":
+        return {}
+    pred, true = scaler.inverse_transform(pred), scaler.inverse_transform(y)
+    return {"rmse_original_units": float(np.sqrt(np.mean((pred - true) ** 2))),
+            "mae_original_units": float(np.mean(np.abs(pred - true)))}
+
+
+def forecast_line(split: str, res: dict | None) -> str | None:
+    """One console line: the model against the naive forecasts on ``split``, in original units."""
+    fc = (res or {}).get("forecast")
+    if not isinstance(fc, dict):
+        return None
+    steps = fc.get("per_step_rmse") or []
+    per_step = f"; RMSE per step ahead {', '.join(f'{v:.4g}' for v in steps)}" if len(steps) > 1 else ""
+    return (f"{split} forecast ({fc['windows']} windows, transform {fc['transform']}, original units): "
+            f"RMSE {fc['rmse']:.4g}, MAE {fc['mae']:.4g}, MASE {fc['mase']:.3g}; persistence RMSE "
+            f"{fc['persistence_rmse']:.4g}, seasonal-naive (m={fc['seasonal_period']}) RMSE "
+            f"{fc['seasonal_naive_rmse']:.4g}{per_step}")
 
 
 def _baseline(meta: dict) -> dict | None:
