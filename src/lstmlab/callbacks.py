@@ -187,33 +187,176 @@ def finite_weights(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-class ProgbarLogger(Callback):
-    """``fit``'s console output: a progress bar while an epoch runs (``verbose=1``, on a terminal)
-    and one line per epoch with its loss and metrics."""
+def _eta(seconds: float) -> str:
+    """Keras' way of writing a duration: ``3s``, ``1:05``, ``2:03:09``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}" if s >= 60 else f"{s}s"
 
-    def __init__(self, epochs: int, steps: int, verbose: int = 1) -> None:
-        self.epochs, self.steps, self.verbose = epochs, steps, verbose
-        self.t0 = time.time()
-        self.sums = [0.0, 0.0]
-        self.done = 0
+
+def _value(v: float) -> str:
+    return f"{v:.4e}" if v != 0 and abs(v) < 1e-3 else f"{v:.4f}"
+
+
+class Progbar:
+    """A Keras-style progress bar on one terminal line, redrawn in place (``\\r``)::
+
+         12/200 [=>............................] - ETA: 3s - loss: 0.4100
+
+    :meth:`update` redraws at most every ``interval`` seconds (always at the first and the last
+    step); :meth:`finish` writes the final line (``- 2s 10ms/step``), :meth:`clear` erases the bar."""
+
+    def __init__(self, total: int, stream=None, width: int = 30, interval: float = 0.1, prefix: str = "") -> None:
+        self.total, self.width, self.interval, self.prefix = max(int(total), 1), width, interval, prefix
+        self.stream = stream if stream is not None else sys.stdout
+        self.t0, self.first, self.shown, self.drawn = time.monotonic(), None, 0, -math.inf
+
+    def bar(self, done: int) -> str:
+        """``' 12/200 [=====>......]'`` for ``done`` of :attr:`total` steps."""
+        digits = len(str(self.total))
+        filled = int(self.width * min(done, self.total) / self.total)
+        arrow = ("=" * (filled - 1) + (">" if done < self.total else "=")) if filled else ""
+        return f"{self.prefix}{done:{digits}d}/{self.total} [{arrow}{'.' * (self.width - filled)}]"
+
+    def update(self, done: int, values: dict[str, float] | None = None) -> None:
+        """``done`` steps of :attr:`total` are done; ``values`` (e.g. the running loss) follow the ETA."""
+        now = time.monotonic()
+        if self.first is None:  # a resumed epoch starts part-way: the rate counts this process's steps
+            self.first = done - 1
+        if done < self.total and done > 1 + self.first and now - self.drawn < self.interval:
+            return
+        rate = (now - self.t0) / max(done - self.first, 1)
+        info = f" - ETA: {_eta(rate * (self.total - done))}" if done < self.total else ""
+        self._write(self.bar(done) + info + "".join(f" - {k}: {_value(v)}" for k, v in (values or {}).items()))
+        self.drawn = now
+
+    def _write(self, line: str) -> None:
+        pad = " " * max(self.shown - len(line), 0)  # cover what a longer earlier line left
+        self.stream.write("\r" + line + pad)
+        self.stream.flush()
+        self.shown = len(line)
+
+    def finish(self, values: dict[str, float] | None = None) -> None:
+        """The completed bar with the time taken and ``values``, and a newline."""
+        took = time.monotonic() - self.t0
+        per = took / max(self.total - (self.first or 0), 1)
+        per_s = f"{per * 1e3:.0f}ms/step" if per >= 1e-3 else f"{per * 1e6:.0f}us/step"
+        self._write(self.bar(self.total) + f" - {_eta(took)} {per_s}"
+                    + "".join(f" - {k}: {_value(v)}" for k, v in (values or {}).items()))
+        self.stream.write("\n")
+        self.stream.flush()
+        self.shown = 0
+
+    def clear(self) -> None:
+        """Erase the bar (the cursor ends at the start of the empty line)."""
+        if self.shown:
+            self.stream.write("\r" + " " * self.shown + "\r")
+            self.stream.flush()
+        self.shown, self.drawn = 0, -math.inf
+
+
+def is_terminal(stream) -> bool:
+    """Whether ``stream`` is an interactive terminal (a bar drawn in place makes sense there)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+class _RunningLoss(Callback):
+    """The loss over the epoch's batches so far (vetoed steps left out), for a bar."""
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.t0, self.sums, self.done, self.epoch = time.time(), [0.0, 0.0], 0, epoch
+        self.t0, self.sums, self.epoch = time.time(), [0.0, 0.0], epoch
 
-    def on_batch_end(self, batch, logs=None):
+    def add(self, logs: dict | None) -> bool:
+        """Count one batch; False when the step was vetoed (nothing to show)."""
         logs = logs or {}
         if logs.get("skipped"):
-            return
+            return False
         self.sums[0] += logs["loss"] * logs["size"]
         self.sums[1] += logs["size"]
-        if self.verbose == 1 and sys.stdout.isatty():
-            width, b = 20, batch + 1
-            done = int(width * b / self.steps)
-            loss = self.sums[0] / max(self.sums[1], 1)
-            print(f"\rEpoch {self.epoch + 1}/{self.epochs} [{'=' * done}{'.' * (width - done)}] {b}/{self.steps} "
-                  f"- {time.time() - self.t0:.1f}s - loss: {loss:.4g}", end="", flush=True)
+        return True
+
+    @property
+    def loss(self) -> float:
+        return self.sums[0] / max(self.sums[1], 1)
+
+
+class ProgbarLogger(_RunningLoss):
+    """``fit``'s console output (Keras style).  ``verbose=1`` on a terminal: ``Epoch 3/10``, then a
+    bar redrawn after each batch (``12/200 [==>.....] - ETA: 3s - loss: 0.4100``) that ends as
+    ``200/200 [======] - 2s 10ms/step - loss: ... - val_loss: ...``.  Otherwise (``verbose=2``,
+    or output to a file or pipe): one line per epoch, ``Epoch 3/10 - 2.0s - loss: ...``."""
+
+    def __init__(self, epochs: int, steps: int, verbose: int = 1, stream=None, interval: float = 0.1) -> None:
+        self.epochs, self.steps, self.verbose = epochs, steps, verbose
+        self.stream, self.interval = stream, interval
+        self.bar: Progbar | None = None
+        self.t0, self.sums, self.epoch = time.time(), [0.0, 0.0], 0
+
+    def _out(self):
+        return self.stream if self.stream is not None else sys.stdout
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self.bar = None
+        if self.verbose == 1 and is_terminal(self._out()):
+            print(f"Epoch {epoch + 1}/{self.epochs}", file=self._out(), flush=True)
+            self.bar = Progbar(self.steps, self._out(), interval=self.interval)
+
+    def on_batch_end(self, batch, logs=None):
+        if self.add(logs) and self.bar is not None:
+            self.bar.update(batch + 1, {"loss": self.loss})
 
     def on_epoch_end(self, epoch, logs=None):
-        msg = " - ".join(f"{k}: {v:.4g}" for k, v in (logs or {}).items())
-        prefix = "\r" if self.verbose == 1 and sys.stdout.isatty() else ""
-        print(f"{prefix}Epoch {epoch + 1}/{self.epochs} - {time.time() - self.t0:.1f}s - {msg}", flush=True)
+        logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        if self.bar is not None:
+            self.bar.finish(logs)
+            return
+        msg = " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
+        print(f"Epoch {epoch + 1}/{self.epochs} - {time.time() - self.t0:.1f}s - {msg}", file=self._out(),
+              flush=True)
+
+
+class BatchProgress(_RunningLoss):
+    """``lstmlab train``'s bar while an epoch runs, on a terminal only: ``epoch 3  12/200 [==>....]
+    - ETA: 3s - loss: 0.4100``.  Lines printed through :meth:`printer` (the run's epoch line, its
+    notices) first erase the bar, so the console reads as without it.  Not a terminal: nothing."""
+
+    def __init__(self, stream=None, interval: float = 0.1) -> None:
+        self.stream, self.interval = stream, interval
+        self.bar: Progbar | None = None
+        self.t0, self.sums, self.epoch = time.time(), [0.0, 0.0], 0
+
+    def _out(self):
+        return self.stream if self.stream is not None else sys.stdout
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self.clear()
+        self.bar = None
+
+    def on_batch_end(self, batch, logs=None):
+        if not self.add(logs) or not is_terminal(self._out()):
+            return
+        if self.bar is None:  # the epoch's number of batches comes with the first one
+            self.bar = Progbar(int((logs or {}).get("batches") or batch + 1), self._out(), interval=self.interval,
+                               prefix=f"epoch {self.epoch + 1}  ")
+        self.bar.update(batch + 1, {"loss": self.loss})
+
+    def clear(self) -> None:
+        """Erase the bar (it is drawn again at the next batch)."""
+        if self.bar is not None:
+            self.bar.clear()
+
+    def on_train_end(self, logs=None):
+        self.clear()
+
+    def printer(self, write: Callable[..., Any] = print) -> Callable[..., None]:
+        """``write`` (a ``print``), erasing the bar before each line."""
+        def out(*args: Any, **kwargs: Any) -> None:
+            self.clear()
+            write(*args, **kwargs)
+        return out

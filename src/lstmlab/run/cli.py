@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             if not getattr(args, "debug", False):
                 warnings.showwarning = _one_line
-            result = train(args.config, args.run_dir, resume=args.resume, out=_print)
+            result = train(args.config, args.run_dir, resume=args.resume, out=_print, progress=True)
     except (ConfigError, RunDirError, InputError, ValueError, FileNotFoundError, KeyError, OSError) as exc:
         if getattr(args, "debug", False):
             raise

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import distributed
-from ..callbacks import Callback, EarlyStopping, StopOnDivergence, finite_weights
+from ..callbacks import BatchProgress, Callback, EarlyStopping, StopOnDivergence, finite_weights
 from ..config import dumps_toml
 from ..data.forecast import forecast_metrics
 from ..training.loop import Loop, Position
@@ -56,16 +56,17 @@ class TrainResult(dict):
 
 
 def train(config: str | os.PathLike | None, run_dir: str | os.PathLike, resume: bool = False,
-          out=print, callbacks: Sequence[Callback] = ()) -> TrainResult:
+          out=print, callbacks: Sequence[Callback] = (), progress: bool = False) -> TrainResult:
     """Train the config into ``run_dir`` (see the module doc); return the final metrics.
 
     ``out`` prints the run's lines; ``callbacks`` run after the run's own ones (so at an epoch's
-    end its metrics row and checkpoint are written: a pruner may stop the run there).  Under
+    end its metrics row and checkpoint are written: a pruner may stop the run there).  ``progress``:
+    a per-batch bar on stdout when it is a terminal and ``[train] verbose = 1`` (``lstmlab train``).  Under
     ``torchrun`` (``WORLD_SIZE`` > 1) every rank calls this; see :mod:`lstmlab.distributed`."""
     ctx = distributed.from_env()
     try:
         if ctx.main:
-            return _train(ctx, config, RunDir(run_dir), resume, out, list(callbacks))
+            return _train(ctx, config, RunDir(run_dir), resume, out, list(callbacks), progress)
         with warnings.catch_warnings():  # rank 0 speaks for the job
             warnings.simplefilter("ignore")
             return _train(ctx, config, RunDir(run_dir), resume, lambda *a, **k: None, list(callbacks))
@@ -73,7 +74,7 @@ def train(config: str | os.PathLike | None, run_dir: str | os.PathLike, resume: 
         ctx.close()
 
 
-def _train(ctx, config, rd: RunDir, resume: bool, out, extra: list[Callback]) -> TrainResult:
+def _train(ctx, config, rd: RunDir, resume: bool, out, extra: list[Callback], progress: bool = False) -> TrainResult:
     lock: RunLock | None = None
     try:
         try:
@@ -95,7 +96,7 @@ def _train(ctx, config, rd: RunDir, resume: bool, out, extra: list[Callback]) ->
         else:
             _fresh(ctx, rd, su)
         start = _start(state, su.cfg["train"]["batch_size"] * ctx.world)
-        _fit(ctx, rd, su, state, start, resume, out, extra)
+        _fit(ctx, rd, su, state, start, resume, out, extra, progress)
         return _finish(ctx, rd, su, state, out)
     finally:
         if lock is not None:
@@ -216,9 +217,12 @@ def _callbacks(ctx, rd: RunDir, su: Setup, state: dict, strategy, writer, out,
 
 
 def _fit(ctx, rd: RunDir, su: Setup, state: dict, start: Position, resume: bool, out,
-         extra: list[Callback]) -> None:
+         extra: list[Callback], progress: bool = False) -> None:
     t = su.cfg["train"]
     model = su.model
+    if progress and ctx.main and t.get("verbose", 1) == 1:  # the bar is erased before each line the run prints
+        bar = BatchProgress()
+        out, extra = bar.printer(out), [bar] + extra
     writer = open_tensorboard(rd.tensorboard, purge_step=start.epoch + 1 if resume else None) if ctx.main else None
     if t.get("verbose", 1):
         out(su.splits.summary(), flush=True)

@@ -15,7 +15,8 @@ plugged in, not copied:
 
 Per batch: ``on_batch_begin`` -> :func:`lstmlab.training.step.train_step` (forward, loss,
 backward, ``on_backward_end``, clip, optimizer step; TBPTT when asked) -> sums ->
-``on_batch_end(batch, {"loss", "size"[, "skipped"]})`` -> stop agreement -> checkpoint hook.
+``on_batch_end(batch, {"loss", "size", "batches"[, "skipped"]})`` (``batches``: the epoch's number of
+batches, for a progress bar) -> stop agreement -> checkpoint hook.
 Per epoch: ``on_epoch_begin`` -> batches -> loss and metrics over the epoch (+ ``val_*``) ->
 ``on_epoch_end(epoch, logs)``.  A vetoed step (``model.skip_step``) does not count towards the
 epoch's loss and metrics.
@@ -196,12 +197,12 @@ class Loop:
         model, strategy = self.model, self.strategy
         size = float(n) if real else 0.0
         if model.skip_step:  # a vetoed step does not count towards the epoch
-            logs = {"loss": step.loss, "size": int(size), "skipped": True}
+            logs = {"loss": step.loss, "size": int(size), "batches": len(batches), "skipped": True}
         else:
             strategy.add_loss(sums, step.loss, size, len(batches[b]), self.tbptt)
             if real:
                 self._add_metrics(sums, step)
-            logs = {"loss": step.loss, "size": int(size)}
+            logs = {"loss": step.loss, "size": int(size), "batches": len(batches)}
         for cb in self.cbs:
             cb.on_batch_end(b, logs)
         model.stop_training = strategy.any(model.stop_training)
