@@ -3,6 +3,9 @@
 The model is one trained by ``lstmlab train`` on ``text-file`` (or ``fortunes``) data: token ids
 in, a softmax over the vocabulary at every step out.  The vocabulary comes from ``vocab.json``,
 found next to the model, one folder up (a run directory's ``checkpoints/``), or via ``--vocab``.
+The LSTM states are carried from one character to the next (the prime is read once), so each new
+character costs one step of the network; ``--windowed`` re-reads the last ``seq_len`` characters
+for each one instead.
 """
 
 from __future__ import annotations
@@ -10,16 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .data import Vocab
+from .layers import Dense, Dropout, Embedding, RNNLayer
 from .model import load_model
 from .run import RunDir
 
-__all__ = ["add_parser", "run", "find_vocab", "load_vocab", "sample"]
+__all__ = ["add_parser", "run", "find_vocab", "load_vocab", "sample", "steppable"]
 
 
 class GenerateError(ValueError):
@@ -54,39 +59,84 @@ def load_vocab(path: Path):
     return Vocab(tokens, char_level=char_level), (info if isinstance(info, dict) else {})
 
 
+def steppable(model) -> bool:
+    """Whether ``model`` can run one token at a time with its recurrent states carried over and give
+    what a run over the whole history gives: Embedding, Dense, Dropout and forward recurrent layers
+    only (a backwards layer, Bidirectional, Attention or Masking needs the whole window)."""
+    for layer in model.layers:
+        if isinstance(layer, RNNLayer):
+            if layer.go_backwards:
+                return False
+        elif not isinstance(layer, (Embedding, Dense, Dropout)):
+            return False
+    return True
+
+
+@contextmanager
+def _carried_states(model, carry: bool = True):
+    """The recurrent layers stateful (``carry``, from zero states) or not for the block; as they were
+    after it (a stateful model's own states are neither used nor lost)."""
+    layers = model.recurrent_layers()
+    saved = [(layer.stateful, layer._states) for layer in layers]
+    try:
+        for layer in layers:
+            layer.stateful, layer._states = carry, None
+        yield
+    finally:
+        for layer, (flag, states) in zip(layers, saved):
+            layer.stateful, layer._states = flag, states
+
+
+def _last_probs(model, ids: list[int]) -> np.ndarray:
+    """The model's next-token probabilities after ``ids`` (float64)."""
+    probs = model(torch.tensor([ids], dtype=torch.long))
+    if probs.dim() == 3:
+        probs = probs[:, -1]
+    return probs[0].double().clamp_min(1e-30).numpy()
+
+
+def _draw(p: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """One token from ``softmax(log p / temperature)``, never ``<pad>`` / ``<unk>``."""
+    logp = np.log(p) / temperature
+    logp[:2] = -np.inf
+    logp -= logp.max()
+    q = np.exp(logp)
+    return int(rng.choice(len(q), p=q / q.sum()))
+
+
 def sample(model, vocab, prime: str, length: int, temperature: float = 0.8, seed: int | None = None,
-           context: int | None = None) -> str:
+           context: int | None = None, stateful: bool | None = None) -> str:
     """Generate ``length`` characters after ``prime`` (returned without the prime).
 
-    Each step feeds the last ``context`` characters (the training ``seq_len``; all when None) and
-    samples the next one from ``softmax(logits / temperature)``; ``<pad>`` and ``<unk>`` are never
-    drawn.  ``temperature`` -> 0 approaches greedy decoding.
+    Stateful stepping (the default where :func:`steppable`): the prime is fed once, then one
+    character per step, the LSTM states carried from step to step, so each character costs one
+    step, not a window's worth; the states run over the whole history. ``stateful=False`` feeds
+    the last ``context`` characters (all when None) again for every new one; with ``context=None``
+    both give the same text. Each character is drawn from ``softmax(log p / temperature)``;
+    ``<pad>`` and ``<unk>`` never are; ``temperature`` -> 0 approaches greedy decoding.
     """
     if temperature <= 0:
         raise GenerateError(f"--temperature: expected a positive number, got {temperature}")
+    if stateful and not steppable(model):
+        raise GenerateError("stateful generation needs forward recurrent layers with Embedding/Dense/Dropout "
+                            "around them; this model has a backwards, bidirectional or attention layer")
     rng = np.random.default_rng(seed)
     ids = list(vocab.encode(prime)) if prime else []
-    if not ids:
-        start = vocab.stoi.get("\n", 2)
-        ids = [start]
+    ids = ids or [vocab.stoi.get("\n", 2)]
     out: list[int] = []
+    was = model.training
     model.eval()
-    with torch.no_grad():
-        for _ in range(length):
-            window = ids[-context:] if context else ids
-            x = torch.tensor([window], dtype=torch.long)
-            probs = model(x)
-            if probs.dim() == 3:
-                probs = probs[:, -1]
-            p = probs[0].double().clamp_min(1e-30).numpy()
-            logp = np.log(p) / temperature
-            logp[:2] = -np.inf  # never <pad> / <unk>
-            logp -= logp.max()
-            q = np.exp(logp)
-            q /= q.sum()
-            nxt = int(rng.choice(len(q), p=q))
-            ids.append(nxt)
-            out.append(nxt)
+    try:
+        carry = steppable(model) if stateful is None else stateful
+        with torch.no_grad(), _carried_states(model, carry):
+            for _ in range(length):
+                if carry:  # the prime once, then the last character
+                    feed = out[-1:] or ids
+                else:
+                    feed = (ids + out)[-context:] if context else ids + out
+                out.append(_draw(_last_probs(model, feed), temperature, rng))
+    finally:
+        model.train(was)
     return vocab.decode(out)
 
 
@@ -99,6 +149,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, default=200, help="characters to generate (default 200)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    p.add_argument("--windowed", action="store_true",
+                   help="feed the last seq_len characters (the training window) again for each new one instead "
+                        "of carrying the LSTM states (slower; the text then never looks further back)")
     p.add_argument("--vocab", default=None, help=f"{RunDir.VOCAB} (default: next to the model / its run dir)")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=run)
@@ -124,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
             raise GenerateError(f"{args.model}: the model's Embedding has {first.input_dim} tokens but "
                                 f"{vpath} has {len(vocab)}; use the {RunDir.VOCAB} of the same run")
         text = sample(model, vocab, args.prime, args.length, args.temperature, args.seed,
-                      context=info.get("seq_len"))
+                      context=info.get("seq_len"), stateful=False if getattr(args, "windowed", False) else None)
     except (ValueError, FileNotFoundError) as exc:
         if getattr(args, "debug", False):
             raise
