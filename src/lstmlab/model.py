@@ -14,6 +14,7 @@ from . import loading, optim, saving
 from . import losses as L
 from . import metrics as M
 from .callbacks import Callback, History, ProgbarLogger
+from .data.base import SequenceData
 from .layers import (
     Bidirectional,
     Dense,
@@ -25,8 +26,9 @@ from .layers import (
     recurrent_layers,
     serialize,
 )
+from .model_inputs import FROM_DATAFRAME, as_input, is_dataframe, unpack
 from .training.loop import Loop, Position, Strategy, epoch_logs, fresh_sums
-from .validation import InputError, as_tensor, check_features, check_lengths, lengths_from_mask
+from .validation import InputError, check_features, check_lengths, lengths_from_mask
 
 
 class LossTerms(NamedTuple):
@@ -39,13 +41,6 @@ class LossTerms(NamedTuple):
     target: torch.Tensor
     mask: torch.Tensor | None
     values: torch.Tensor
-
-
-def _as_input(name: str, x) -> torch.Tensor:
-    t = as_tensor(name, x)
-    if t.numel() == 0:
-        raise InputError(f"{name}: expected a non-empty array, got shape {tuple(t.shape)}")
-    return t
 
 
 class Sequential(nn.Module):
@@ -85,7 +80,7 @@ class Sequential(nn.Module):
         self.layers.append(layer)
 
     def forward(self, x, lengths=None, mask=None, logits: bool = False):
-        x = x if isinstance(x, torch.Tensor) else _as_input("x", x)
+        x = x if isinstance(x, torch.Tensor) else as_input("x", x)
         if lengths is None and mask is not None:
             lengths = lengths_from_mask("mask", torch.as_tensor(mask))
         if lengths is not None:
@@ -159,7 +154,7 @@ class Sequential(nn.Module):
         """Create all weights by running one small batch."""
         if self.built:
             return
-        x = x if isinstance(x, torch.Tensor) else _as_input("x", x)
+        x = x if isinstance(x, torch.Tensor) else as_input("x", x)
         was = self.training
         self.eval()
         with torch.no_grad():
@@ -213,17 +208,24 @@ class Sequential(nn.Module):
     def check_inputs(self, x, y=None, lengths=None, prefix: str = ""):
         """``(x, y, lengths)`` as tensors, checked: non-empty, finite, the rank and feature size the
         first layer takes, as many rows of ``y`` and valid ``lengths``; errors name the argument."""
-        x = _as_input(prefix + "x", x)
+        frame = is_dataframe(x)
+        x = as_input(prefix + "x", x)
         if x.is_floating_point() and not torch.isfinite(x).all():
             bad = tuple((~torch.isfinite(x)).nonzero()[0].tolist())
             raise InputError(f"{prefix}x: expected finite values, got NaN/Inf at index {bad}")
         if x.dim() < 2:
             raise InputError(f"{prefix}x: expected a 3-D (batch, time, features) array or 2-D token ids, "
                              f"got shape {tuple(x.shape)}")
-        self._check_first_layer(x, prefix + "x")
+        try:
+            self._check_first_layer(x, prefix + "x")
+        except InputError as exc:
+            if not frame:
+                raise
+            raise InputError(f"{exc} from a DataFrame; a long-format table (one row per id and time step) "
+                             f"becomes sequences with {FROM_DATAFRAME}") from None
         yt = None
         if y is not None:
-            yt = _as_input(prefix + "y", y)
+            yt = as_input(prefix + "y", y)
             if yt.shape[0] != x.shape[0]:
                 raise InputError(f"{prefix}y: expected {x.shape[0]} rows to match {prefix}x, got {yt.shape[0]}")
         if lengths is not None:
@@ -298,13 +300,15 @@ class Sequential(nn.Module):
             torch.nn.utils.clip_grad_norm_(params, self.global_clipnorm)
         return total
 
-    def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
+    def fit(self, x, y=None, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
             validation_data=None, shuffle: bool = True, callbacks: list[Callback] | None = None,
             verbose: int = 1, lengths=None, tbptt: int | None = None, initial_epoch: int = 0,
             seed: int | None = None) -> History:
         """Train for ``epochs``.  ``tbptt=k`` truncates backpropagation through time to chunks
         of ``k`` steps (states carried across chunks, gradients not) — a remedy for exploding
-        gradients and for sequences too long to unroll."""
+        gradients and for sequences too long to unroll.  ``x`` may be a
+        :class:`~lstmlab.data.SequenceData` split (``ll.data.from_dataframe(df, ...).train`` for a
+        long-format DataFrame) with ``y`` and ``lengths`` left out; so may ``validation_data``."""
         for arg, v in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"{arg}: expected a positive integer, got {v!r}")
@@ -312,7 +316,7 @@ class Sequential(nn.Module):
             raise InputError(f"validation_split: expected a float in [0, 1), got {validation_split!r}")
         if tbptt is not None and (isinstance(tbptt, bool) or not isinstance(tbptt, int) or tbptt < 1):
             raise InputError(f"tbptt: expected a positive integer number of steps, got {tbptt!r}")
-        x, y, lengths = self.check_inputs(x, y, lengths)
+        x, y, lengths = self.check_inputs(*unpack(x, y, lengths))
         if validation_data is None and validation_split > 0:
             n_val = int(round(x.shape[0] * validation_split))
             if n_val < 1 or n_val >= x.shape[0]:
@@ -324,6 +328,8 @@ class Sequential(nn.Module):
             lengths = None if lengths is None else lengths[:cut]
         val = None
         if validation_data is not None:
+            if isinstance(validation_data, SequenceData):
+                validation_data = unpack(validation_data, None, None)
             vx, vy, *vl = validation_data
             val = self.check_inputs(vx, vy, vl[0] if vl else None, prefix="validation_data ")
         self.build(x, lengths)
@@ -349,9 +355,9 @@ class Sequential(nn.Module):
         return x, y
 
     # --- evaluate / predict -------------------------------------------------------------------
-    def evaluate(self, x, y, batch_size: int = 32, lengths=None, verbose: int = 0, return_dict: bool = False):
-        """Loss and metrics on ``(x, y)`` without updating anything."""
-        x, y, lengths = self.check_inputs(x, y, lengths)
+    def evaluate(self, x, y=None, batch_size: int = 32, lengths=None, verbose: int = 0, return_dict: bool = False):
+        """Loss and metrics on ``(x, y)`` (or a SequenceData split ``x``) without updating anything."""
+        x, y, lengths = self.check_inputs(*unpack(x, y, lengths))
         if self.loss_name is None:
             raise RuntimeError("model: call compile(loss=..., optimizer=...) before evaluate")
         self.build(x, lengths)
@@ -381,7 +387,9 @@ class Sequential(nn.Module):
         return res["loss"] if not self.metric_names else [res["loss"]] + [res[m] for m in self.metric_names]
 
     def predict(self, x, batch_size: int = 32, lengths=None) -> np.ndarray:
-        """Model outputs (probabilities for softmax/sigmoid heads) as a NumPy array."""
+        """Model outputs (probabilities for softmax/sigmoid heads) as a NumPy array; ``x`` may be a
+        SequenceData split (its targets unused)."""
+        x, _, lengths = unpack(x, None, lengths, need_y=False)
         x, _, lengths = self.check_inputs(x, None, lengths)
         self.build(x, lengths)
         device = self._device()
