@@ -278,3 +278,19 @@ def test_report_of_a_multi_model_run_like_the_demo(tmp_path):
     assert "None of the models (SimpleRNN, LSTM) has an Attention layer" in sec["attention"]
     assert "settings (results.json)" in sec["config"]
     assert len(_images(page)) == 5
+
+
+@pytest.mark.parametrize("label", ["a$_$b", "$^$", r"$\frac$", "cost $5 or $6", r"$\nosuchcommand$"])
+def test_dollar_signs_in_users_labels_are_drawn_as_written(tmp_path, label):
+    # Issue 12 (smaller defects): a class label with '$' broke the attention figure (mathtext).
+    from lstmlab.report import figures as F
+
+    fig = F.attention_text([label, "b"], np.array([0.2, 0.8]), title=f"class {label}")
+    assert F.png_bytes(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = F.attention_series(np.random.default_rng(0).random((12, 2)), np.linspace(0, 1, 12),
+                             title=f"class {label}", feature_names=[label, "x"])
+    F.save_figure(fig, tmp_path / "a.svg")
+    svg = (tmp_path / "a.svg").read_text()
+    assert "<svg" in svg
+    texts = [t.get_text() for t in fig.findobj(lambda o: hasattr(o, "get_parse_math"))]
+    assert any(label in t for t in texts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any
@@ -12,13 +13,32 @@ from .detectors import EXPLODING_RATIO, VANISHING_RATIO
 
 
 def new_figure(width: float, height: float):
-    """A matplotlib Figure on an Agg canvas (no pyplot: headless, the user's backend untouched)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """A matplotlib Figure on an Agg canvas (no pyplot: headless, the user's backend untouched).
 
-    fig = Figure(figsize=(width, height), layout="constrained")
+    Its texts are drawn as written: a ``$`` in a class label, token or feature name from a
+    user's file is not TeX (matplotlib would raise on ``a$_$b``).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = _literal_figure_class()(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+@functools.cache
+def _literal_figure_class():
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    class LiteralFigure(Figure):
+        """A Figure that turns mathtext off for every text just before it is drawn."""
+
+        def draw(self, renderer):
+            for t in self.findobj(Text):
+                t.set_parse_math(False)
+            super().draw(renderer)
+
+    return LiteralFigure
 
 
 def save_figure(fig, path, dpi: int = 110) -> None:
