@@ -27,10 +27,9 @@ import math
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parameter import UninitializedParameter
 
 from ..validation import InputError, check_lengths, lengths_from_mask, tracing
-from .base import Layer, check_choice, check_positive_int, run_eval
+from .base import Layer, LazyParameter, check_choice, check_positive_int, run_eval
 
 __all__ = ["Attention", "explain", "attention_layers"]
 
@@ -81,11 +80,11 @@ class Attention(Layer):
         self.seed = seed
         self.last_attention: torch.Tensor | None = None
         if kind == "additive":
-            self.weight = UninitializedParameter()
-            self.bias = UninitializedParameter()
-            self.score_vector = UninitializedParameter()
+            self.weight = LazyParameter()
+            self.bias = LazyParameter()
+            self.score_vector = LazyParameter()
         else:
-            self.query = UninitializedParameter()
+            self.query = LazyParameter()
         if input_size is not None:
             self.build((1, 1, check_positive_int("input_size", input_size)))
 
@@ -128,10 +127,10 @@ class Attention(Layer):
             raise InputError(f"{self.name} input: expected a 3-D float (batch, time, features) tensor, got "
                              f"{type(x).__name__}")
         self.check_build_input(x)
-        if self.built and x.shape[-1] != self.input_size:
+        self.maybe_build(x)
+        if x.shape[-1] != self.input_size:
             raise InputError(f"{self.name} input: expected {self.input_size} features in the last axis, "
                              f"got shape {tuple(x.shape)}")
-        self.maybe_build(x)
         batch, steps = x.shape[0], x.shape[1]
         if lengths is None and mask is not None:
             lengths = lengths_from_mask("mask", torch.as_tensor(mask))
@@ -144,7 +143,8 @@ class Attention(Layer):
             valid = torch.arange(steps, device=x.device).unsqueeze(0) < lengths.to(x.device).unsqueeze(1)
             e = e.masked_fill(~valid, float("-inf"))
         a = torch.softmax(e, dim=1)
-        self.last_attention = a.detach()
+        if not torch.compiler.is_exporting():  # an exported program keeps no Python-side records
+            self.last_attention = a.detach()
         pooled = torch.einsum("bt,bth->bh", a, x)
         if self.return_attention:
             return [pooled, a]

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
-from torch.nn.parameter import is_lazy
+from torch.nn.parameter import UninitializedParameter, is_lazy
 
-from ..validation import InputError
+from ..validation import InputError, tracing
 
 ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "softmax", "elu", "gelu")
 _FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
@@ -51,6 +51,13 @@ def check_rate(arg: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise ValueError(f"{arg}: expected a float in [0, 1), got {value!r}")
     return float(value)
+
+
+class LazyParameter(UninitializedParameter):
+    """A ``torch.nn.UninitializedParameter`` that can also be frozen (``requires_grad_``) before it has
+    a shape, so ``model.requires_grad_(False)`` works on a model that was never called."""
+
+    _allowed_methods = UninitializedParameter._allowed_methods + [torch.Tensor.requires_grad_]
 
 
 class Layer(LazyModuleMixin, nn.Module):
@@ -124,8 +131,8 @@ class Layer(LazyModuleMixin, nn.Module):
         self._lazy_done()
 
     def maybe_build(self, x: torch.Tensor) -> None:
-        """Build for ``x`` when not built yet (what the first call does)."""
-        if self.has_uninitialized_params():
+        """Build for ``x`` when not built yet (what the first call does; a traced module is built already)."""
+        if not tracing() and self.has_uninitialized_params():
             self.initialize_parameters(x)
 
     def initialize_parameters(self, x=None, *args, **kwargs) -> None:

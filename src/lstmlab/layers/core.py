@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.parameter import UninitializedParameter
 
 from .. import initializers, regularizers
 from ..validation import InputError, tracing
-from .base import ACTIVATIONS, Layer, apply_activation, check_choice, check_positive_int, check_rate
+from .base import ACTIVATIONS, Layer, LazyParameter, apply_activation, check_choice, check_positive_int, check_rate
 
 
 class Dense(Layer):
@@ -33,8 +32,8 @@ class Dense(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.input_size = input_size
         self.seed = seed
-        self.weight = UninitializedParameter()
-        self.register_parameter("bias", UninitializedParameter() if self.use_bias else None)
+        self.weight = LazyParameter()
+        self.register_parameter("bias", LazyParameter() if self.use_bias else None)
         if input_size is not None:
             self.build((1, check_positive_int("input_size", input_size)))
 
@@ -55,10 +54,10 @@ class Dense(Layer):
 
     def forward(self, x, mask=None, logits: bool = False):
         self.check_build_input(x)
-        if self.built and x.shape[-1] != self.input_size:
+        self.maybe_build(x)
+        if x.shape[-1] != self.input_size:
             raise InputError(f"{self.name} input: expected {self.input_size} features in the last axis, "
                              f"got shape {tuple(x.shape)}")
-        self.maybe_build(x)
         z = nn.functional.linear(x, self.weight, self.bias)
         return z if logits else apply_activation(self.activation, z)
 

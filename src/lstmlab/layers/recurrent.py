@@ -12,14 +12,14 @@ import contextlib
 
 import torch
 from torch import nn
-from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+from torch.nn.parameter import UninitializedBuffer
 
 from .. import cells, initializers, regularizers
 from .. import engine as engines
 from ..engine.taps import StepTaps
 from ..validation import InputError, check_features, check_lengths, lengths_from_mask, tracing
 from . import modes
-from .base import Layer, check_choice, check_positive_int, check_rate
+from .base import Layer, LazyParameter, check_choice, check_positive_int, check_rate
 
 WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 # arguments that only some cells take -> the cell-table feature that allows them
@@ -107,11 +107,11 @@ class RNNLayer(Layer):
     # --- weights ----------------------------------------------------------------------------
     def _declare_weights(self) -> None:
         """Lazy weights (shapes known on the first call); layer-norm modules, sized by ``units``, at once."""
-        self.weight_ih = UninitializedParameter()
-        self.weight_hh = UninitializedParameter()
+        self.weight_ih = LazyParameter()
+        self.weight_hh = LazyParameter()
         if self.use_bias:
-            self.bias_ih = UninitializedParameter()
-            self.bias_hh = UninitializedParameter()
+            self.bias_ih = LazyParameter()
+            self.bias_hh = LazyParameter()
         else:  # zeros the engines read; kept in the state dict as before
             self.register_buffer("bias_ih", UninitializedBuffer())
             self.register_buffer("bias_hh", UninitializedBuffer())
@@ -214,9 +214,8 @@ class RNNLayer(Layer):
         ``check_input=False`` skips the NaN/Inf scan (used for activations coming from a previous
         layer, where a non-finite value is a training problem for the monitor, not bad input).
         """
-        check_features(f"{self.name} input", x, ndim=(3,), last=self.input_size if self.built else None,
-                       finite=check_input)
         self.maybe_build(x)
+        check_features(f"{self.name} input", x, ndim=(3,), last=self.input_size, finite=check_input)
         self._check_dtype(x)
         batch, steps = x.shape[0], x.shape[1]
         lengths = self._lengths(mask, lengths, batch, steps)
@@ -309,8 +308,6 @@ class RNNLayer(Layer):
     # --- PyTorch interop ---------------------------------------------------------------------
     def to_torch(self) -> nn.Module:
         """An equivalent single-layer ``torch.nn.LSTM/GRU/RNN`` (batch_first=True)."""
-        if not self.built:
-            raise RuntimeError(f"{self.name}.to_torch(): the layer has no weights yet; call it on data first")
         return torch_module([[self]])
 
     @classmethod
@@ -375,6 +372,9 @@ def torch_module(stack: list[list[RNNLayer]], dropout: float = 0.0) -> nn.Module
     """A ``torch.nn.LSTM/GRU/RNN`` (batch_first=True) holding the weights of ``stack``: one entry per
     torch layer, ``[forward]`` or ``[forward, backward]`` (bidirectional); all the same cell and size."""
     first = stack[0][0]
+    unbuilt = [layer.name for directions in stack for layer in directions if not layer.built]
+    if unbuilt:
+        raise RuntimeError(f"to_torch: layer(s) {unbuilt} have no weights yet; call the model on a batch first")
     spec = first.cell_spec
     kw = {"nonlinearity": first.activation} if spec.uses_activation else {}
     mod = getattr(nn, spec.torch_name)(first.input_size, first.units, num_layers=len(stack), bias=first.use_bias,
