@@ -64,6 +64,19 @@ def test_compiled_fused_engine_equals_eager():
     _compare(net, torch.compile(net, backend="aot_eager"), torch.randn(4, 6, 3))
 
 
+def test_sequential_compiles_and_exports():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = ll.Sequential([ll.LSTM(6, return_sequences=True, engine="native"), ll.GRU(4, engine="native"),
+                           ll.Dense(2, activation="softmax")])
+    x = torch.randn(3, 5, 2)
+    model(x)
+    _compare(model, torch.compile(model, backend="aot_eager"), x)
+    program = torch.export.export(model.eval(), (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x), **TOL)
+
+
 def test_compiling_an_unbuilt_model_materialises_it_like_eager():
     torch._dynamo.reset()
     net = _net("loop", build=False)

@@ -26,7 +26,7 @@ def example(monkeypatch):
 
 
 def test_plain_training_loop_learns_and_reloads_exactly(example):
-    res = example("train_loop").main(steps=150, length=10, n=256)
+    res = example("train_loop").main(steps=150, length=6, n=256)
     assert res["losses"][-1] < 0.5 * res["baseline"]
     assert res["reload_exact"]
 
@@ -34,7 +34,7 @@ def test_plain_training_loop_learns_and_reloads_exactly(example):
 @pytest.mark.skipif(importlib.util.find_spec("lightning") is None,
                     reason="lightning not installed (pip install lightning; it is in the test extra)")
 def test_lightning_module_trains_with_an_optimizer_made_before_the_first_batch(example):
-    res = example("lightning_module").main(epochs=6, length=10, n=512)
+    res = example("lightning_module").main(epochs=10, length=6, n=1024)
     assert res["val_loss"] < 0.5 * res["baseline"]
     assert res["reload_exact"]
 

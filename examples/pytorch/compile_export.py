@@ -44,7 +44,7 @@ def _compiled_step(model: nn.Module, compiled, x: torch.Tensor, y: torch.Tensor)
     g_eager = torch.autograd.grad(eager, list(model.parameters()))
     loss = nn.functional.mse_loss(compiled(x), y)
     g_fast = torch.autograd.grad(loss, list(model.parameters()))
-    diffs = [float((loss - eager).abs())] + [float((a - b).abs().max()) for a, b in zip(g_fast, g_eager)]
+    diffs = [float((loss - eager).detach().abs())] + [float((a - b).abs().max()) for a, b in zip(g_fast, g_eager)]
     return max(diffs)
 
 

@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 class SequenceRegressor(L.LightningModule):
     """``ll.GRU`` (lazy input size) -> ``nn.Linear``, trained with MSE."""
 
-    def __init__(self, units: int = 32, lr: float = 1e-2) -> None:
+    def __init__(self, units: int = 32, lr: float = 2e-2) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.rnn = ll.GRU(units)

@@ -39,7 +39,7 @@ def main(steps: int = 300, length: int = 20, n: int = 512, batch_size: int = 64,
     split = ll.data.adding_problem(length=length, n_train=n, n_val=0, n_test=0, seed=seed).train
     x, y = torch.as_tensor(split.x), torch.as_tensor(split.y)
     model = Adder()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)  # before the first call
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)  # before the first call
     losses = []
     for step in range(steps):
         idx = torch.randint(0, n, (batch_size,))
