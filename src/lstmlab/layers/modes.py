@@ -5,8 +5,10 @@ The layer asks :func:`plan` which engine to run and whether that engine must run
 * **Tracing** (``torch.compile``, ``torch.export``): ``engine="auto"`` keeps its eager choice
   when the fused engine's custom operators can be traced (they have fake kernels); otherwise,
   and always under ``torch.export``, it takes torch's own kernels (``native``), whose ``aten.lstm``
-  / ``gru`` / ``rnn`` ops every exporter knows.  ``engine="reference"`` is NumPy: eager only, so a
-  trace refuses it with a clear error.
+  / ``gru`` / ``rnn`` ops every exporter knows.  One gap of torch is bridged: AOT autograd cannot
+  differentiate the CPU ``aten.lstm`` kernel when its input needs no gradient (a model's first
+  LSTM), so that layer runs ``loop`` while compiled for training.  ``engine="reference"`` is
+  NumPy: eager only, so a trace refuses it with a clear error.
 * **Autocast**: ``native`` and ``loop`` are torch ops and follow autocast's casts;
   ``engine="auto"`` takes ``native`` when it can.  The engines without reduced-precision kernels
   (``fused``, ``reference``; or ``auto`` when taps, recurrent dropout or layer norm rule
@@ -60,17 +62,26 @@ def _native_ok(spec: cells.Cell, activation: str, taps: bool, rmask: bool, layer
     return not (taps or rmask or layer_norm) and native.kernel(spec, activation) is not None
 
 
-def _traced(engine: str, spec: cells.Cell, activation: str, ok_native: bool) -> str:
+def _aot_lstm_gap(engine: str, spec: cells.Cell, x: torch.Tensor) -> bool:
+    """torch's CPU (oneDNN) LSTM kernel cannot be differentiated by AOT autograd when its input needs no
+    gradient (the backward graph saves a None): true for the first LSTM of a model trained compiled."""
+    return engine == "native" and spec is cells.LSTM and x.device.type == "cpu" and torch.is_grad_enabled() \
+        and not x.requires_grad and not torch.compiler.is_exporting()
+
+
+def _traced(engine: str, spec: cells.Cell, activation: str, ok_native: bool, x: torch.Tensor) -> str:
     if engine == "reference":
         raise RuntimeError(f"engine='reference' runs in NumPy and is eager-only: torch.compile / torch.export "
                            f"cannot trace it; use engine='native', 'loop' or 'auto' for the {spec.layer} layer")
-    if engine != "auto":
-        return engine
-    if torch.compiler.is_exporting():
-        return "native" if ok_native else "loop"
-    if fused_traceable():
-        return engine
-    return "native" if ok_native else "loop"
+    if engine == "auto" and torch.compiler.is_exporting():
+        engine = "native" if ok_native else "loop"
+    elif engine == "auto" and not fused_traceable():
+        engine = "native" if ok_native else "loop"
+    if _aot_lstm_gap(engine, spec, x):
+        note_once("aot-lstm", "torch.compile cannot differentiate torch's CPU LSTM kernel when its input needs no "
+                              "gradient; that LSTM runs on engine='loop' (the same equations) while compiled")
+        return "loop"
+    return engine
 
 
 def plan(engine: str, spec: cells.Cell, activation: str, x: torch.Tensor, *, taps: bool, rmask: bool,
@@ -78,7 +89,7 @@ def plan(engine: str, spec: cells.Cell, activation: str, x: torch.Tensor, *, tap
     """The engine for one call of a ``spec`` layer on ``x`` (see the module docstring)."""
     ok_native = _native_ok(spec, activation, taps, rmask, layer_norm)
     if tracing():
-        engine = _traced(engine, spec, activation, ok_native)
+        engine = _traced(engine, spec, activation, ok_native, x)
     if not torch.is_autocast_enabled(x.device.type):
         return Plan(engine, False)
     if engine in ("native", "loop"):
