@@ -190,3 +190,23 @@ def test_data_parallel_replication_of_an_unbuilt_layer_is_refused_clearly():
         ll.LSTM(3)._replicate_for_data_parallel()
     built = ll.LSTM(3, input_size=2)
     assert built._replicate_for_data_parallel() is not built
+
+
+def test_model_file_whose_config_drops_input_size_is_refused_clearly(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    model = ll.Sequential([ll.LSTM(3, input_size=2), ll.Dense(1)])
+    model(torch.randn(2, 4, 2))
+    model.save(tmp_path / "m.safetensors")
+    with safe_open(str(tmp_path / "m.safetensors"), "pt") as fh:
+        meta = fh.metadata()
+    config = json.loads(meta["config"])
+    config["layers"][0]["config"]["input_size"] = None
+    save_file(load_file(str(tmp_path / "m.safetensors")), str(tmp_path / "bad.safetensors"),
+              metadata={**meta, "config": json.dumps(config)})
+    with pytest.raises(ll.ModelFileError, match="layers.0.weight_ih: the config builds it without a size"):
+        ll.load_model(tmp_path / "bad.safetensors")
+    assert torch.equal(ll.load_model(tmp_path / "m.safetensors")(torch.ones(1, 4, 2)), model(torch.ones(1, 4, 2)))
