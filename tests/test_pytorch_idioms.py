@@ -103,6 +103,23 @@ def test_functional_call_uses_the_given_weights():
     assert not torch.allclose(out, net(X))
 
 
+def test_torch_func_grad_and_vmap():
+    torch.manual_seed(0)
+    layer = ll.LSTM(4, input_size=3)  # engine "auto": the loop engine under torch.func transforms
+    params = dict(layer.named_parameters())
+
+    def loss(p):
+        return torch.func.functional_call(layer, p, (X,)).square().sum()
+
+    grads = torch.func.grad(loss)(params)
+    for name, ref in zip(params, torch.autograd.grad(loss(params), list(params.values()))):
+        torch.testing.assert_close(grads[name], ref, **TOL)
+    per_row = torch.func.vmap(lambda xi: layer(xi.unsqueeze(0))[0])(X)
+    torch.testing.assert_close(per_row, layer(X), **TOL)
+    with pytest.raises(RuntimeError, match="engine='fused' does not support torch.func"):
+        torch.func.vmap(ll.LSTM(4, engine="fused", input_size=3))(X.unsqueeze(1))
+
+
 def test_jit_script_gives_a_clear_error():
     with pytest.raises(RuntimeError, match="not TorchScript-able.*torch.compile.*to_torch"):
         torch.jit.script(_net())

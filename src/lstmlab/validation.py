@@ -11,12 +11,13 @@ class InputError(ValueError):
 
 
 def tracing() -> bool:
-    """Whether torch.compile / torch.export is tracing this call.
+    """Whether torch.compile / torch.export is tracing this call, or a torch.func transform (vmap,
+    grad, ...) runs it.
 
     Checks that read tensor *values* (NaN scan, length ranges, token-id ranges) cannot run on the
-    fake tensors of a trace; they are skipped there and only there -- eager calls always run them.
-    Shape, rank and dtype checks run in both."""
-    return torch.compiler.is_compiling()
+    fake tensors of a trace nor on vmap's batched tensors; they are skipped there and only there --
+    plain eager calls always run them.  Shape, rank and dtype checks run in both."""
+    return torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
 
 
 def describe(x) -> str:

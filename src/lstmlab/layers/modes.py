@@ -14,6 +14,9 @@ The layer asks :func:`plan` which engine to run and whether that engine must run
   (``fused``, ``reference``; or ``auto`` when taps, recurrent dropout or layer norm rule
   ``native`` out) run their time loop in float32 with autocast off.  Either change is said once
   per process (a ``UserWarning``).
+* **torch.func transforms** (``grad``, ``vmap``, ...): ``engine="auto"`` takes ``loop`` (plain torch
+  ops: every transform applies; torch's RNN ops have no vmap rule); ``fused`` is refused with a
+  clear error (its autograd.Function has no functorch rules).
 """
 
 from __future__ import annotations
@@ -88,7 +91,12 @@ def plan(engine: str, spec: cells.Cell, activation: str, x: torch.Tensor, *, tap
          layer_norm: bool) -> Plan:
     """The engine for one call of a ``spec`` layer on ``x`` (see the module docstring)."""
     ok_native = _native_ok(spec, activation, taps, rmask, layer_norm)
-    if tracing():
+    if torch._C._are_functorch_transforms_active():  # the fused autograd.Function has no functorch rules
+        if engine == "fused":
+            raise RuntimeError("engine='fused' does not support torch.func transforms (grad, vmap, ...); "
+                               "use engine='native', 'loop' or 'auto'")
+        engine = "loop" if engine == "auto" else engine  # torch's RNN ops have no vmap batching rule
+    elif tracing():
         engine = _traced(engine, spec, activation, ok_native, x)
     if not torch.is_autocast_enabled(x.device.type):
         return Plan(engine, False)
