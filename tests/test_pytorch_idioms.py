@@ -203,3 +203,10 @@ def test_autocast_with_taps_runs_the_time_loop_in_float32_with_one_note():
     out.sum().backward()
     assert layer.last_taps["forward"].finalize().filled_backward
     torch.testing.assert_close(out, layer(X), **TOL)  # the same float32 computation
+
+
+def test_packed_sequence_input_is_refused_with_a_hint():
+    packed = torch.nn.utils.rnn.pack_padded_sequence(X, torch.tensor([6, 5, 3, 2]), batch_first=True)
+    for layer in (ll.GRU(3), ll.GRU(3, input_size=3)):
+        with pytest.raises(ll.InputError, match="PackedSequence pass the padded tensor and lengths="):
+            layer(packed)

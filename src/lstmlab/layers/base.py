@@ -141,7 +141,7 @@ class Layer(LazyModuleMixin, nn.Module):
             return
         if not isinstance(x, torch.Tensor):
             raise InputError(f"{self.name} input: expected a torch.Tensor to size the weights, got "
-                             f"{type(x).__name__}")
+                             f"{type(x).__name__}; for a PackedSequence pass the padded tensor and lengths=")
         self.check_build_input(x)
         self.build(tuple(x.shape), *self._build_target(x))
 

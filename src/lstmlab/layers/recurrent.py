@@ -214,6 +214,9 @@ class RNNLayer(Layer):
         ``check_input=False`` skips the NaN/Inf scan (used for activations coming from a previous
         layer, where a non-finite value is a training problem for the monitor, not bad input).
         """
+        if not isinstance(x, torch.Tensor):
+            raise InputError(f"{self.name} input: expected a (batch, time, features) tensor, got {type(x).__name__}"
+                             "; for a PackedSequence pass the padded tensor and lengths= instead")
         self.maybe_build(x)
         check_features(f"{self.name} input", x, ndim=(3,), last=self.input_size, finite=check_input)
         self._check_dtype(x)
