@@ -137,6 +137,13 @@ def test_dtype_set_before_the_first_call_is_honoured(convert):
     assert layer.weight_ih.dtype == torch.float64
 
 
+def test_sequential_build_follows_a_dtype_set_before_it():
+    model = ll.Sequential([ll.LSTM(3), ll.Dense(1)]).to(torch.float64)
+    model.build(torch.randn(4, 5, 2))  # float32 data: Sequential casts it to the model's dtype
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    assert model.predict(torch.randn(4, 5, 2)).dtype.name == "float64"
+
+
 def test_without_to_the_first_input_decides_the_dtype():
     layer = ll.LSTM(3, layer_norm=True)
     layer(torch.randn(2, 3, 2, dtype=torch.float64))

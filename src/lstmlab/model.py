@@ -158,6 +158,9 @@ class Sequential(nn.Module):
         if self.built:
             return
         x = x if isinstance(x, torch.Tensor) else as_input("x", x)
+        pinned = next((d for m in self.modules() if isinstance(m, Layer) for d in [m.pinned_dtype()] if d), None)
+        if pinned is not None and x.is_floating_point():  # model.to(dtype) before: data follows the model
+            x = x.to(pinned)
         was = self.training
         self.eval()
         with torch.no_grad():

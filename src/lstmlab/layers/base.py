@@ -150,12 +150,20 @@ class Layer(LazyModuleMixin, nn.Module):
         module.initialize_parameters(*args, **(kwargs or {}))
         module._lazy_done()
 
+    def _lazy_tensor(self) -> torch.Tensor | None:
+        return next((t for t in itertools.chain(self._parameters.values(), self._buffers.values()) if is_lazy(t)),
+                    None)
+
+    def pinned_dtype(self) -> torch.dtype | None:
+        """The dtype set with ``.to()`` / ``.double()`` ... before the first call (None: not set, or built)."""
+        lazy = self._lazy_tensor()
+        return lazy.dtype if lazy is not None and lazy.dtype != self._lazy_origin[0] else None
+
     def _build_target(self, x: torch.Tensor) -> tuple[torch.dtype, torch.device]:
         """dtype/device of new weights: those set with ``.to()`` before the first call, else the input's."""
-        lazy = next(t for t in itertools.chain(self._parameters.values(), self._buffers.values()) if is_lazy(t))
-        origin_dtype, origin_device = self._lazy_origin
-        dtype = lazy.dtype if lazy.dtype != origin_dtype or not x.is_floating_point() else x.dtype
-        device = lazy.device if lazy.device != origin_device else x.device
+        lazy = self._lazy_tensor()
+        dtype = self.pinned_dtype() or (x.dtype if x.is_floating_point() else lazy.dtype)
+        device = lazy.device if lazy.device != self._lazy_origin[1] else x.device
         return dtype, device
 
     def _tensor(self, name: str) -> torch.Tensor:
