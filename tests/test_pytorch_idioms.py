@@ -210,3 +210,32 @@ def test_packed_sequence_input_is_refused_with_a_hint():
     for layer in (ll.GRU(3), ll.GRU(3, input_size=3)):
         with pytest.raises(ll.InputError, match="PackedSequence pass the padded tensor and lengths="):
             layer(packed)
+
+
+_LAYERS = [lambda: ll.LSTM(4, return_sequences=True), lambda: ll.GRU(4, use_bias=False),
+           lambda: ll.SimpleRNN(3, engine="loop"), lambda: ll.LSTM(4, engine="fused"),
+           lambda: ll.Bidirectional(ll.LSTM(2, return_sequences=True)), lambda: ll.Dense(3), lambda: ll.Attention()]
+
+
+@pytest.mark.parametrize("built", [False, True])
+@pytest.mark.parametrize("make", _LAYERS)
+def test_meta_tensors_give_the_shapes_of_a_real_run(make, built):
+    expected = make()(X).shape
+    layer = make()
+    if built:
+        layer.build(tuple(X.shape))
+    layer.to("meta")  # unbuilt: its tensors stay lazy, on meta (torch would swap in empty plain ones)
+    out = layer(X.to("meta"))  # value checks skipped: meta tensors have no values
+    assert out.device.type == "meta" and out.shape == expected
+    assert {t.device.type for t in [*layer.parameters(), *layer.buffers()]} == {"meta"}
+
+
+def test_deferred_init_on_meta_then_to_empty_and_load_state_dict():
+    src = _net()
+    with torch.device("meta"):
+        net = Net()
+    net(X.to("meta"))  # sizes the weights without allocating them
+    net.to_empty(device="cpu").load_state_dict(src.state_dict())
+    torch.testing.assert_close(net(X), src(X), **TOL)
+    with pytest.raises(ll.InputError, match="finite"):
+        net(X.masked_fill(X > 1, float("nan")))  # on real tensors the value checks run again

@@ -60,6 +60,18 @@ def test_optimizer_built_before_the_first_call_trains_every_weight(opt_cls):
     assert unchanged == []
 
 
+def test_a_first_call_under_inference_mode_still_gives_trainable_weights():
+    torch.manual_seed(0)
+    net = Net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    with torch.inference_mode():
+        net(_data()[0])
+    assert not any(p.is_inference() for p in net.parameters())
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    _train(net, opt, steps=1)
+    assert [n for n, p in net.named_parameters() if torch.equal(p.detach(), before[n])] == []
+
+
 def test_optimizer_first_equals_dry_run_first():
     """Oracle: the usual lazy-module recipe (dry run, then optimizer) gives the same training."""
     torch.manual_seed(0)
@@ -124,13 +136,17 @@ def test_lazy_and_eager_builds_draw_the_same_weights():
     assert torch.equal(seeded.weight_hh, ll.GRU(3, seed=11, input_size=4).weight_hh)
 
 
-@pytest.mark.parametrize("convert", [lambda m: m.to(torch.float64), lambda m: m.double()])
-def test_dtype_set_before_the_first_call_is_honoured(convert):
+@pytest.mark.parametrize("convert,dtype", [(lambda m: m.to(torch.float64), torch.float64),
+                                           (lambda m: m.double(), torch.float64),
+                                           (lambda m: m.bfloat16(), torch.bfloat16)])
+def test_dtype_set_before_the_first_call_is_honoured(convert, dtype):
     net = convert(Net())
-    assert net.lstm.weight_ih.dtype == torch.float64 and is_lazy(net.lstm.weight_ih)
+    net.nobias = convert(ll.GRU(3, use_bias=False))  # its zero biases are lazy buffers
+    assert net.lstm.weight_ih.dtype == dtype and is_lazy(net.lstm.weight_ih) and is_lazy(net.nobias.bias_ih)
     out = net(_data()[0])
-    assert out.dtype == torch.float64
-    assert {p.dtype for p in net.parameters()} == {torch.float64}
+    assert out.dtype == dtype
+    net.nobias(torch.randn(2, 4, 3, dtype=dtype))
+    assert {t.dtype for t in [*net.parameters(), *net.nobias.buffers()]} == {dtype}
     layer = ll.GRU(3).to(torch.float64)
     with pytest.raises(ll.InputError, match="expected dtype torch.float64"):
         layer(torch.randn(2, 4, 2))  # float32 data into float64 weights: a clear error, as torch's

@@ -10,13 +10,15 @@ class InputError(ValueError):
     """Bad user input; the message names the argument, what was expected and what was received."""
 
 
-def tracing() -> bool:
-    """Whether torch.compile / torch.export is tracing this call, or a torch.func transform (vmap,
-    grad, ...) runs it.
+def tracing(*tensors: torch.Tensor) -> bool:
+    """Whether torch.compile / torch.export is tracing this call, a torch.func transform (vmap,
+    grad, ...) runs it, or any of ``tensors`` is a ``meta`` tensor (shapes only, no values).
 
     Checks that read tensor *values* (NaN scan, length ranges, token-id ranges) cannot run on the
-    fake tensors of a trace nor on vmap's batched tensors; they are skipped there and only there --
-    plain eager calls always run them.  Shape, rank and dtype checks run in both."""
+    fake tensors of a trace, on vmap's batched tensors nor on meta tensors; they are skipped there
+    and only there -- plain eager calls always run them.  Shape, rank and dtype checks run in all."""
+    if any(t.device.type == "meta" for t in tensors):
+        return True
     return torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
 
 
@@ -61,7 +63,7 @@ def check_features(name: str, x: torch.Tensor, *, ndim: tuple[int, ...], float_o
     if last is not None and x.shape[-1] != last:
         raise InputError(f"{name}: expected {last} features in the last axis (the layer was built "
                          f"for {last}), got shape {tuple(x.shape)}")
-    if finite and x.is_floating_point() and not tracing() and not torch.isfinite(x).all():
+    if finite and x.is_floating_point() and not tracing(x) and not torch.isfinite(x).all():
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()
         raise InputError(f"{name}: expected finite values, got NaN/Inf at index {tuple(bad)}")
     return x

@@ -40,7 +40,7 @@ def _trailing_zero_lengths(x: torch.Tensor) -> torch.Tensor | None:
     steps = x.shape[1]
     idx = torch.arange(1, steps + 1, device=x.device).expand_as(nonzero)
     lengths = torch.where(nonzero, idx, torch.zeros_like(idx)).amax(1).clamp(min=1)
-    if tracing():  # no data-dependent branch in a traced graph; masking full lengths changes nothing
+    if tracing(x):  # no data-dependent branch in a traced graph (nor values on meta); full lengths mask nothing
         return lengths
     if bool((lengths == steps).all()):
         return None

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
-from torch.nn.parameter import UninitializedParameter, is_lazy
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
 from ..validation import InputError, tracing
 
@@ -54,10 +54,18 @@ def check_rate(arg: str, value) -> float:
 
 
 class LazyParameter(UninitializedParameter):
-    """A ``torch.nn.UninitializedParameter`` that can also be frozen (``requires_grad_``) before it has
-    a shape, so ``model.requires_grad_(False)`` works on a model that was never called."""
+    """A ``torch.nn.UninitializedParameter`` that can also be frozen (``requires_grad_``) or converted with
+    ``.bfloat16()`` before it has a shape (torch allows ``.half()`` / ``.double()`` but not these), so
+    ``model.requires_grad_(False)`` and ``model.bfloat16()`` work on a model that was never called."""
 
-    _allowed_methods = UninitializedParameter._allowed_methods + [torch.Tensor.requires_grad_]
+    _allowed_methods = UninitializedParameter._allowed_methods + [torch.Tensor.requires_grad_,
+                                                                  torch.Tensor.bfloat16]
+
+
+class LazyBuffer(UninitializedBuffer):
+    """A ``torch.nn.UninitializedBuffer`` that also accepts ``.bfloat16()`` before it has a shape."""
+
+    _allowed_methods = UninitializedBuffer._allowed_methods + [torch.Tensor.bfloat16]
 
 
 class Layer(LazyModuleMixin, nn.Module):
@@ -120,14 +128,15 @@ class Layer(LazyModuleMixin, nn.Module):
         already have a shape (loaded from a checkpoint) keep their values."""
         shapes = self.parameter_shapes(int(input_shape[-1]))
         fresh = [n for n in shapes if is_lazy(self._tensor(n))]
-        for n in fresh:
-            self._tensor(n).materialize(shapes[n], device=device, dtype=dtype)
-        self._on_materialised(int(input_shape[-1]))
-        if fresh:
-            values = self.initial_values()
-            with torch.no_grad():
-                for n in fresh:
-                    self._tensor(n).copy_(values[n])
+        with torch.inference_mode(False):  # a first call under inference_mode still gives trainable weights
+            for n in fresh:
+                self._tensor(n).materialize(shapes[n], device=device, dtype=dtype)
+            self._on_materialised(int(input_shape[-1]))
+            if fresh:
+                values = self.initial_values()
+                with torch.no_grad():
+                    for n in fresh:
+                        self._tensor(n).copy_(values[n])
         self._lazy_done()
 
     def maybe_build(self, x: torch.Tensor) -> None:
@@ -149,6 +158,21 @@ class Layer(LazyModuleMixin, nn.Module):
         """The forward pre-hook (also what ``torch.compile`` runs before tracing a lazy module)."""
         module.initialize_parameters(*args, **(kwargs or {}))
         module._lazy_done()
+
+    def _apply(self, fn, recurse=True):
+        """``Module._apply`` (``.to``, ``.double``, ...), keeping unbuilt tensors lazy where torch would
+        swap in a plain empty tensor (a move it cannot do in place, e.g. to the ``meta`` device)."""
+        lazy = {n: t.requires_grad for n, t in itertools.chain(self._parameters.items(), self._buffers.items())
+                if is_lazy(t)}
+        out = super()._apply(fn, recurse)
+        for name, grad in lazy.items():
+            t = self._tensor(name)
+            if not is_lazy(t):
+                if name in self._parameters:
+                    self._parameters[name] = LazyParameter(grad, device=t.device, dtype=t.dtype)
+                else:
+                    self._buffers[name] = LazyBuffer(device=t.device, dtype=t.dtype)
+        return out
 
     def _lazy_tensor(self) -> torch.Tensor | None:
         return next((t for t in itertools.chain(self._parameters.values(), self._buffers.values()) if is_lazy(t)),

@@ -109,13 +109,13 @@ class Embedding(Layer):
 
     def forward(self, x, mask=None):
         if x.is_floating_point():
-            if not tracing() and not torch.equal(x, x.round()):
+            if not tracing(x) and not torch.equal(x, x.round()):
                 raise InputError(f"{self.name} input: expected integer token ids, got float values")
             x = x.long()
         if x.dim() != 2:
             raise InputError(f"{self.name} input: expected a 2-D (batch, time) array of token ids, "
                              f"got shape {tuple(x.shape)}")
-        if not tracing() and x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.input_dim):
+        if not tracing(x) and x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.input_dim):
             raise InputError(f"{self.name} input: expected token ids in [0, {self.input_dim - 1}], "
                              f"got min {int(x.min())}, max {int(x.max())}")
         return nn.functional.embedding(x, self.weight)

@@ -88,6 +88,11 @@ def _traced(engine: str, spec: cells.Cell, activation: str, ok_native: bool, x: 
     return engine
 
 
+def autocast_on(x: torch.Tensor) -> bool:
+    """Whether torch.autocast is active for ``x``'s device (never for ``meta`` tensors: no autocast there)."""
+    return x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)
+
+
 def plan(engine: str, spec: cells.Cell, activation: str, x: torch.Tensor, *, taps: bool, rmask: bool,
          layer_norm: bool) -> Plan:
     """The engine for one call of a ``spec`` layer on ``x`` (see the module docstring)."""
@@ -99,7 +104,7 @@ def plan(engine: str, spec: cells.Cell, activation: str, x: torch.Tensor, *, tap
         engine = "loop" if engine == "auto" else engine  # torch's RNN ops have no vmap batching rule
     elif tracing():
         engine = _traced(engine, spec, activation, ok_native, x)
-    if not torch.is_autocast_enabled(x.device.type):
+    if not autocast_on(x):
         return Plan(engine, False)
     if engine in ("native", "loop"):
         return Plan(engine, False)

@@ -12,14 +12,13 @@ import contextlib
 
 import torch
 from torch import nn
-from torch.nn.parameter import UninitializedBuffer
 
 from .. import cells, initializers, regularizers
 from .. import engine as engines
 from ..engine.taps import StepTaps
 from ..validation import InputError, check_features, check_lengths, lengths_from_mask, tracing
 from . import modes
-from .base import Layer, LazyParameter, check_choice, check_positive_int, check_rate
+from .base import Layer, LazyBuffer, LazyParameter, check_choice, check_positive_int, check_rate
 
 WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 # arguments that only some cells take -> the cell-table feature that allows them
@@ -113,8 +112,8 @@ class RNNLayer(Layer):
             self.bias_ih = LazyParameter()
             self.bias_hh = LazyParameter()
         else:  # zeros the engines read; kept in the state dict as before
-            self.register_buffer("bias_ih", UninitializedBuffer())
-            self.register_buffer("bias_hh", UninitializedBuffer())
+            self.register_buffer("bias_ih", LazyBuffer())
+            self.register_buffer("bias_hh", LazyBuffer())
         if self.layer_norm:
             size = self.cell_spec.n_gates * self.units
             self.ln_ih = nn.LayerNorm(size)
@@ -249,7 +248,7 @@ class RNNLayer(Layer):
 
     def _check_dtype(self, x: torch.Tensor) -> None:
         """Input and weights in one dtype (as torch's layers require), except where autocast casts."""
-        if x.dtype != self.weight_ih.dtype and not torch.is_autocast_enabled(x.device.type):
+        if x.dtype != self.weight_ih.dtype and not modes.autocast_on(x):
             raise InputError(f"{self.name} input: expected dtype {self.weight_ih.dtype} (the layer's weights), "
                              f"got {x.dtype}; convert the input (x.to({self.weight_ih.dtype})) or the model")
 
