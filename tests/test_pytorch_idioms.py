@@ -239,3 +239,34 @@ def test_deferred_init_on_meta_then_to_empty_and_load_state_dict():
     torch.testing.assert_close(net(X), src(X), **TOL)
     with pytest.raises(ll.InputError, match="finite"):
         net(X.masked_fill(X > 1, float("nan")))  # on real tensors the value checks run again
+
+
+def test_weight_norm_parametrization_full_backward_hook_and_clip_grad_norm():
+    net = _net()
+    plain = net(X)
+    torch.nn.utils.parametrizations.weight_norm(net.lstm, "weight_hh")  # g * v / |v| == the weight at first
+    grads = []
+    net.lstm.register_full_backward_hook(lambda mod, gin, gout: grads.append(gout[0].shape))
+    out = net(X)
+    torch.testing.assert_close(out, plain, **TOL)
+    out.pow(2).sum().backward()
+    assert grads == [(4, 6, 5)]
+    orig = net.lstm.parametrizations.weight_hh
+    assert orig.original0.grad is not None and orig.original1.grad.abs().sum() > 0
+    total = torch.nn.utils.clip_grad_norm_(net.parameters(), 1e-3)
+    norm = torch.cat([p.grad.flatten() for p in net.parameters()]).norm()
+    assert total > 1e-3 and torch.isclose(norm, torch.tensor(1e-3), rtol=1e-3)
+
+
+def test_averaged_model_averages_lstmlab_weights():
+    a, b = _net(), _net()
+    with torch.no_grad():
+        b.lstm.weight_hh.add_(1.0)
+    avg = torch.optim.swa_utils.AveragedModel(a)
+    avg.update_parameters(a)  # the first update copies
+    avg.update_parameters(b)  # the second averages
+    mean = (a.lstm.weight_hh + b.lstm.weight_hh) / 2
+    torch.testing.assert_close(avg.module.lstm.weight_hh, mean)
+    with torch.no_grad():
+        a.lstm.weight_hh.copy_(mean)
+    torch.testing.assert_close(avg(X), a(X), **TOL)
