@@ -270,3 +270,15 @@ def test_averaged_model_averages_lstmlab_weights():
     with torch.no_grad():
         a.lstm.weight_hh.copy_(mean)
     torch.testing.assert_close(avg(X), a(X), **TOL)
+
+
+def test_an_ensemble_with_stack_module_state_and_vmap_equals_each_member():
+    members = [_net() for _ in range(3)]
+    for i, m in enumerate(members[1:], 1):
+        with torch.no_grad():
+            m.lstm.weight_hh.mul_(1 + i)
+    params, buffers = torch.func.stack_module_state(members)
+    base = copy.deepcopy(members[0]).to("meta")
+    out = torch.vmap(lambda p, b: torch.func.functional_call(base, (p, b), (X,)))(params, buffers)
+    for i, m in enumerate(members):
+        torch.testing.assert_close(out[i], m(X), **TOL)

@@ -106,6 +106,21 @@ def test_state_dict_round_trip_into_a_fresh_unbuilt_model_is_exact():
     assert torch.equal(fresh(ids), net(ids))
 
 
+
+@pytest.mark.parametrize("device", [None, "meta"])
+def test_load_state_dict_with_assign_into_an_unbuilt_model(device):
+    torch.manual_seed(0)
+    net = Net()
+    ids, _ = _data()
+    net(ids)
+    with torch.device(device or "cpu"):
+        fresh = Net()  # on meta: the usual deferred init, weights come from the checkpoint
+    fresh.load_state_dict(net.state_dict(), assign=True)
+    assert fresh.lstm.built and fresh.lstm.input_size == 4
+    assert {p.device.type for p in fresh.parameters()} == {"cpu"}
+    assert torch.equal(fresh(ids), net(ids))
+
+
 def test_load_state_dict_refuses_a_checkpoint_of_another_size():
     src = ll.LSTM(6, input_size=3)
     with pytest.raises(RuntimeError, match=r"size mismatch for weight_hh: expected \(20, 5\)"):
