@@ -26,6 +26,7 @@ import typing
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
 
 from . import optim, saving
@@ -282,6 +283,9 @@ def check_state(model: nn.Module, header: Header) -> None:
         _fail(header.where, printable(key), "stored, but the config builds no such tensor (architecture does not "
                                             "match)")
     for key, t in built.items():
+        if is_lazy(t):  # a layer whose config has no input_size: its weights have no shape to compare
+            _fail(header.where, key, "the config builds it without a size (input_size is null); a saved model "
+                                     "records the input size of every layer")
         if key not in header.shapes:
             _fail(header.where, key, f"the config builds a {tuple(t.shape)} tensor the file does not store")
         if tuple(t.shape) != header.shapes[key]:

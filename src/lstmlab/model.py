@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from . import loading, optim, saving
 from . import losses as L
@@ -137,7 +139,8 @@ class Sequential(nn.Module):
 
     @property
     def built(self) -> bool:
-        return all(getattr(layer, "built", True) for layer in self.layers)
+        """Whether every weight has its shape (lazy parameters are materialised on the first call)."""
+        return not any(is_lazy(t) for t in itertools.chain(self.parameters(), self.buffers()))
 
     def _device(self) -> torch.device:
         for p in self.parameters():
@@ -155,6 +158,9 @@ class Sequential(nn.Module):
         if self.built:
             return
         x = x if isinstance(x, torch.Tensor) else as_input("x", x)
+        pinned = next((d for m in self.modules() if isinstance(m, Layer) for d in [m.pinned_dtype()] if d), None)
+        if pinned is not None and x.is_floating_point():  # model.to(dtype) before: data follows the model
+            x = x.to(pinned)
         was = self.training
         self.eval()
         with torch.no_grad():
@@ -406,7 +412,8 @@ class Sequential(nn.Module):
 
     # --- inspection / persistence -------------------------------------------------------------
     def count_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Number of weights that exist so far (unbuilt lazy parameters have no size yet)."""
+        return sum(p.numel() for p in self.parameters() if not is_lazy(p))
 
     def summary(self, print_fn=print) -> str:
         """A table of layers, output shapes and parameter counts (as Keras prints it)."""
@@ -415,7 +422,7 @@ class Sequential(nn.Module):
             shape = self._output_shapes[k] if k < len(self._output_shapes) else "?"
             if isinstance(shape, tuple):
                 shape = str((None,) + shape[1:])
-            built = getattr(layer, "built", True)
+            built = not any(is_lazy(p) for p in layer.parameters())
             n = sum(p.numel() for p in layer.parameters()) if built else "? (unbuilt)"
             rows.append((f"{layer.name} ({type(layer).__name__})", str(shape), str(n)))
         w = [max(len(r[i]) for r in rows) + 2 for i in range(3)]

@@ -10,6 +10,18 @@ class InputError(ValueError):
     """Bad user input; the message names the argument, what was expected and what was received."""
 
 
+def tracing(*tensors: torch.Tensor) -> bool:
+    """Whether torch.compile / torch.export is tracing this call, a torch.func transform (vmap,
+    grad, ...) runs it, or any of ``tensors`` is a ``meta`` tensor (shapes only, no values).
+
+    Checks that read tensor *values* (NaN scan, length ranges, token-id ranges) cannot run on the
+    fake tensors of a trace, on vmap's batched tensors nor on meta tensors; they are skipped there
+    and only there -- plain eager calls always run them.  Shape, rank and dtype checks run in all."""
+    if any(t.device.type == "meta" for t in tensors):
+        return True
+    return torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+
+
 def describe(x) -> str:
     if isinstance(x, (torch.Tensor, np.ndarray)):
         return f"{type(x).__name__} of shape {tuple(x.shape)} and dtype {x.dtype}"
@@ -51,7 +63,7 @@ def check_features(name: str, x: torch.Tensor, *, ndim: tuple[int, ...], float_o
     if last is not None and x.shape[-1] != last:
         raise InputError(f"{name}: expected {last} features in the last axis (the layer was built "
                          f"for {last}), got shape {tuple(x.shape)}")
-    if finite and x.is_floating_point() and not torch.isfinite(x).all():
+    if finite and x.is_floating_point() and not tracing(x) and not torch.isfinite(x).all():
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()
         raise InputError(f"{name}: expected finite values, got NaN/Inf at index {tuple(bad)}")
     return x
@@ -61,12 +73,14 @@ def check_lengths(name: str, lengths, batch: int, steps: int) -> torch.Tensor:
     """Lengths as an int64 CPU tensor with 1 <= lengths[b] <= steps."""
     t = as_tensor(name, lengths)
     if t.is_floating_point():
-        if not torch.equal(t, t.round()):
+        if not tracing() and not torch.equal(t, t.round()):
             raise InputError(f"{name}: expected integer lengths, got non-integer values")
         t = t.long()
     t = t.to("cpu", torch.int64).reshape(-1)
     if t.numel() != batch:
         raise InputError(f"{name}: expected {batch} lengths (one per sequence), got {t.numel()}")
+    if tracing():
+        return t
     lo, hi = int(t.min()), int(t.max())
     if lo < 1 or hi > steps:
         raise InputError(f"{name}: expected every length in [1, {steps}], got min {lo}, max {hi}")
@@ -79,6 +93,8 @@ def lengths_from_mask(name: str, mask: torch.Tensor) -> torch.Tensor:
     if m.dim() != 2:
         raise InputError(f"{name}: expected a 2-D (batch, time) mask, got shape {tuple(mask.shape)}")
     lengths = m.sum(1)
+    if tracing():
+        return lengths.to(torch.int64)
     steps = m.shape[1]
     prefix = torch.arange(steps, device=m.device).unsqueeze(0) < lengths.unsqueeze(1)
     if not torch.equal(prefix, m):

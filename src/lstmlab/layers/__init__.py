@@ -10,7 +10,16 @@ configs and model files).
 """
 
 from .attention import Attention, attention_layers, explain
-from .base import ACTIVATIONS, Layer, apply_activation, check_choice, check_positive_int, check_rate, run_eval
+from .base import (
+    ACTIVATIONS,
+    Layer,
+    LazyParameter,
+    apply_activation,
+    check_choice,
+    check_positive_int,
+    check_rate,
+    run_eval,
+)
 from .core import Dense, Dropout, Embedding, Masking
 from .recurrent import GRU, LSTM, RNNLayer, SimpleRNN, recurrent_layers, torch_module
 from .registry import LAYERS, deserialize, register_layer, serialize
@@ -24,5 +33,5 @@ __all__ = [
     "Layer", "RNNLayer", "LSTM", "GRU", "SimpleRNN", "Bidirectional", "Dense", "Embedding", "Dropout",
     "Masking", "Attention", "LAYERS", "register_layer", "serialize", "deserialize", "recurrent_layers",
     "attention_layers", "explain", "apply_activation", "ACTIVATIONS", "check_choice", "check_positive_int",
-    "check_rate", "run_eval", "torch_module",
+    "check_rate", "run_eval", "torch_module", "LazyParameter",
 ]

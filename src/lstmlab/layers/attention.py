@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..validation import InputError, check_lengths, lengths_from_mask
-from .base import Layer, check_choice, check_positive_int, run_eval
+from ..validation import InputError, check_lengths, lengths_from_mask, tracing
+from .base import Layer, LazyParameter, check_choice, check_positive_int, run_eval
 
 __all__ = ["Attention", "explain", "attention_layers"]
 
@@ -40,6 +40,8 @@ def _trailing_zero_lengths(x: torch.Tensor) -> torch.Tensor | None:
     steps = x.shape[1]
     idx = torch.arange(1, steps + 1, device=x.device).expand_as(nonzero)
     lengths = torch.where(nonzero, idx, torch.zeros_like(idx)).amax(1).clamp(min=1)
+    if tracing(x):  # no data-dependent branch in a traced graph (nor values on meta); full lengths mask nothing
+        return lengths
     if bool((lengths == steps).all()):
         return None
     return lengths.cpu()
@@ -77,28 +79,41 @@ class Attention(Layer):
         self.input_size = input_size
         self.seed = seed
         self.last_attention: torch.Tensor | None = None
-        if input_size is not None:
-            self.build((1, 1, check_positive_int("input_size", input_size)), torch.get_default_dtype(),
-                       torch.device("cpu"))
-
-    def build(self, input_shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> None:
-        """Create the score weights for ``H = input_shape[-1]`` features."""
-        h = int(input_shape[-1])
-        self.input_size = h
-        gen = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
-        kw = {"dtype": dtype}
-        if self.kind == "additive":
-            u = self.units or h
-            bound_w = math.sqrt(6.0 / (h + u))
-            w = (torch.rand(u, h, generator=gen, **kw) * 2 - 1) * bound_w
-            v = (torch.rand(u, generator=gen, **kw) * 2 - 1) * math.sqrt(6.0 / (u + 1))
-            self.weight = nn.Parameter(w.to(device))
-            self.bias = nn.Parameter(torch.zeros(u, dtype=dtype, device=device))
-            self.score_vector = nn.Parameter(v.to(device))
+        if kind == "additive":
+            self.weight = LazyParameter()
+            self.bias = LazyParameter()
+            self.score_vector = LazyParameter()
         else:
-            q = (torch.rand(h, generator=gen, **kw) * 2 - 1) * math.sqrt(6.0 / (h + 1))
-            self.query = nn.Parameter(q.to(device))
-        self.built = True
+            self.query = LazyParameter()
+        if input_size is not None:
+            self.build((1, 1, check_positive_int("input_size", input_size)))
+
+    @property
+    def input_key(self) -> tuple[str, int]:
+        return ("weight", 1) if self.kind == "additive" else ("query", 0)
+
+    def parameter_shapes(self, n_in: int) -> dict[str, tuple[int, ...]]:
+        """Score weights for ``H = n_in`` features."""
+        if self.kind == "dot":
+            return {"query": (n_in,)}
+        u = self.units or n_in
+        return {"weight": (u, n_in), "bias": (u,), "score_vector": (u,)}
+
+    def initial_values(self) -> dict[str, torch.Tensor]:
+        gen = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+        h = self.input_size
+        kw = {"dtype": (self.weight if self.kind == "additive" else self.query).dtype}
+        if self.kind == "dot":
+            return {"query": (torch.rand(h, generator=gen, **kw) * 2 - 1) * math.sqrt(6.0 / (h + 1))}
+        u = self.units or h
+        w = (torch.rand(u, h, generator=gen, **kw) * 2 - 1) * math.sqrt(6.0 / (h + u))
+        v = (torch.rand(u, generator=gen, **kw) * 2 - 1) * math.sqrt(6.0 / (u + 1))
+        return {"weight": w, "bias": torch.zeros(u, **kw), "score_vector": v}
+
+    def check_build_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or not x.is_floating_point():
+            raise InputError(f"{self.name} input: expected a 3-D float (batch, time, features) tensor, e.g. "
+                             f"a recurrent layer with return_sequences=True, got {tuple(x.shape)}")
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Unnormalised scores ``e_t`` (B, T)."""
@@ -108,14 +123,14 @@ class Attention(Layer):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lengths=None):
         """Pool ``x`` (B, T, H) over time; ``lengths`` (B,) or ``mask`` (B, T) mark right padding."""
-        if not isinstance(x, torch.Tensor) or x.dim() != 3 or not x.is_floating_point():
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InputError(f"{self.name} input: expected a 3-D float (batch, time, features) tensor, e.g. "
-                             f"a recurrent layer with return_sequences=True, got {shape}")
-        if self.built and x.shape[-1] != self.input_size:
+        if not isinstance(x, torch.Tensor):
+            raise InputError(f"{self.name} input: expected a 3-D float (batch, time, features) tensor, got "
+                             f"{type(x).__name__}")
+        self.check_build_input(x)
+        self.maybe_build(x)
+        if x.shape[-1] != self.input_size:
             raise InputError(f"{self.name} input: expected {self.input_size} features in the last axis, "
                              f"got shape {tuple(x.shape)}")
-        self.maybe_build(x)
         batch, steps = x.shape[0], x.shape[1]
         if lengths is None and mask is not None:
             lengths = lengths_from_mask("mask", torch.as_tensor(mask))
@@ -128,7 +143,8 @@ class Attention(Layer):
             valid = torch.arange(steps, device=x.device).unsqueeze(0) < lengths.to(x.device).unsqueeze(1)
             e = e.masked_fill(~valid, float("-inf"))
         a = torch.softmax(e, dim=1)
-        self.last_attention = a.detach()
+        if not torch.compiler.is_exporting():  # an exported program keeps no Python-side records
+            self.last_attention = a.detach()
         pooled = torch.einsum("bt,bth->bh", a, x)
         if self.return_attention:
             return [pooled, a]

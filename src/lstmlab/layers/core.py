@@ -6,12 +6,16 @@ import torch
 from torch import nn
 
 from .. import initializers, regularizers
-from ..validation import InputError
-from .base import ACTIVATIONS, Layer, apply_activation, check_choice, check_positive_int, check_rate
+from ..validation import InputError, tracing
+from .base import ACTIVATIONS, Layer, LazyParameter, apply_activation, check_choice, check_positive_int, check_rate
 
 
 class Dense(Layer):
-    """Fully connected layer on the last axis (applied per step on 3-D input, like Keras)."""
+    """Fully connected layer on the last axis (applied per step on 3-D input, like Keras).
+
+    ``weight`` (units, in) and ``bias`` (units,) as ``torch.nn.Linear``; lazy until the first call."""
+
+    input_key = ("weight", 1)
 
     def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
                  kernel_initializer: str = "glorot_uniform", kernel_regularizer=None,
@@ -28,29 +32,32 @@ class Dense(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.input_size = input_size
         self.seed = seed
+        self.weight = LazyParameter()
+        self.register_parameter("bias", LazyParameter() if self.use_bias else None)
         if input_size is not None:
-            self.build((1, check_positive_int("input_size", input_size)), torch.get_default_dtype(),
-                       torch.device("cpu"))
-            self.built = True
+            self.build((1, check_positive_int("input_size", input_size)))
 
-    def build(self, input_shape, dtype, device) -> None:
-        self.input_size = input_shape[-1]
-        self.weight = nn.Parameter(torch.empty(self.units, self.input_size, dtype=dtype, device=device))
-        self.bias = nn.Parameter(torch.zeros(self.units, dtype=dtype, device=device)) if self.use_bias \
-            else None
+    def parameter_shapes(self, n_in: int) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.units, n_in), **({"bias": (self.units,)} if self.use_bias else {})}
+
+    def initial_values(self) -> dict[str, torch.Tensor]:
         gen = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+        dtype = self.weight.dtype
         w = initializers.init_(torch.empty(self.weight.shape, dtype=dtype), self.kernel_initializer, gen)
-        with torch.no_grad():
-            self.weight.copy_(w)
-        self.built = True
+        return {"weight": w, "bias": torch.zeros(self.units, dtype=dtype)}
 
-    def forward(self, x, mask=None, logits: bool = False):
+    def check_build_input(self, x: torch.Tensor) -> None:
         if not x.is_floating_point():
             raise InputError(f"{self.name} input: expected floating-point data, got dtype {x.dtype}")
-        if self.built and x.shape[-1] != self.input_size:
+        if x.dim() < 1:
+            raise InputError(f"{self.name} input: expected at least 1 axis (features last), got a scalar")
+
+    def forward(self, x, mask=None, logits: bool = False):
+        self.check_build_input(x)
+        self.maybe_build(x)
+        if x.shape[-1] != self.input_size:
             raise InputError(f"{self.name} input: expected {self.input_size} features in the last axis, "
                              f"got shape {tuple(x.shape)}")
-        self.maybe_build(x)
         z = nn.functional.linear(x, self.weight, self.bias)
         return z if logits else apply_activation(self.activation, z)
 
@@ -86,28 +93,29 @@ class Embedding(Layer):
         self.embeddings_initializer = embeddings_initializer
         self.seed = seed
         check_choice("embeddings_initializer", embeddings_initializer, initializers.INITIALIZERS)
-        self.build((), torch.get_default_dtype(), torch.device("cpu"))
+        self._create()
 
-    def build(self, input_shape, dtype, device) -> None:
-        self.weight = nn.Parameter(torch.empty(self.input_dim, self.output_dim, dtype=dtype, device=device))
+    def _create(self) -> None:
+        """The (input_dim, output_dim) table, initialised at once: its shape never depends on the data."""
         gen = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+        self.weight = nn.Parameter(torch.empty(self.input_dim, self.output_dim))
         with torch.no_grad():
             if self.embeddings_initializer == "uniform":
                 self.weight.uniform_(-0.05, 0.05, generator=gen)
             else:
                 self.weight.copy_(initializers.init_(torch.empty(self.output_dim, self.input_dim),
                                                      self.embeddings_initializer, gen).t())
-        self.built = True
+        self._lazy_done()
 
     def forward(self, x, mask=None):
         if x.is_floating_point():
-            if not torch.equal(x, x.round()):
+            if not tracing(x) and not torch.equal(x, x.round()):
                 raise InputError(f"{self.name} input: expected integer token ids, got float values")
             x = x.long()
         if x.dim() != 2:
             raise InputError(f"{self.name} input: expected a 2-D (batch, time) array of token ids, "
                              f"got shape {tuple(x.shape)}")
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.input_dim):
+        if not tracing(x) and x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.input_dim):
             raise InputError(f"{self.name} input: expected token ids in [0, {self.input_dim - 1}], "
                              f"got min {int(x.min())}, max {int(x.max())}")
         return nn.functional.embedding(x, self.weight)
@@ -127,7 +135,7 @@ class Dropout(Layer):
     def __init__(self, rate: float, name: str | None = None) -> None:
         super().__init__(name)
         self.rate = check_rate("rate", rate)
-        self.built = True
+        self._lazy_done()
 
     def forward(self, x, mask=None):
         return nn.functional.dropout(x, self.rate, self.training)
@@ -142,7 +150,7 @@ class Masking(Layer):
     def __init__(self, mask_value: float = 0.0, name: str | None = None) -> None:
         super().__init__(name)
         self.mask_value = float(mask_value)
-        self.built = True
+        self._lazy_done()
 
     def forward(self, x, mask=None):
         return x

@@ -8,14 +8,17 @@ move to and from PyTorch without translation; the time loop itself runs on an en
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
 from .. import cells, initializers, regularizers
 from .. import engine as engines
 from ..engine.taps import StepTaps
-from ..validation import InputError, check_features, check_lengths, lengths_from_mask
-from .base import Layer, check_choice, check_positive_int, check_rate
+from ..validation import InputError, check_features, check_lengths, lengths_from_mask, tracing
+from . import modes
+from .base import Layer, LazyBuffer, LazyParameter, check_choice, check_positive_int, check_rate
 
 WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 # arguments that only some cells take -> the cell-table feature that allows them
@@ -35,6 +38,8 @@ class RNNLayer(Layer):
 
     cell_spec: cells.Cell = cells.RNN
     cell: str = cells.RNN.name
+    input_key = ("weight_ih", 1)
+    _transient = {"last_taps": dict}
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -83,10 +88,9 @@ class RNNLayer(Layer):
         self.record_taps = False
         self.last_taps: dict[str, StepTaps] = {}
         self._states: tuple[torch.Tensor, ...] | None = None
+        self._declare_weights()
         if input_size is not None:
-            self.build((1, 1, check_positive_int("input_size", input_size)),
-                       torch.get_default_dtype(), torch.device("cpu"))
-            self.built = True
+            self.build((1, 1, check_positive_int("input_size", input_size)))
 
     @classmethod
     def _check_features(cls, bias_initializer: str, chrono_max_len, layer_norm: bool) -> None:
@@ -100,50 +104,67 @@ class RNNLayer(Layer):
             raise ValueError(f"layer_norm=True is available for {_layers_with('layer_norm')} only")
 
     # --- weights ----------------------------------------------------------------------------
-    def build(self, input_shape, dtype, device) -> None:
-        n_in = input_shape[-1]
-        self.input_size = n_in
-        g, h = self.cell_spec.n_gates, self.units
-        kw = {"dtype": dtype, "device": device}
-        self.weight_ih = nn.Parameter(torch.empty(g * h, n_in, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(g * h, h, **kw))
+    def _declare_weights(self) -> None:
+        """Lazy weights (shapes known on the first call); layer-norm modules, sized by ``units``, at once."""
+        self.weight_ih = LazyParameter()
+        self.weight_hh = LazyParameter()
         if self.use_bias:
-            self.bias_ih = nn.Parameter(torch.zeros(g * h, **kw))
-            self.bias_hh = nn.Parameter(torch.zeros(g * h, **kw))
-        else:
-            self.register_buffer("bias_ih", torch.zeros(g * h, **kw))
-            self.register_buffer("bias_hh", torch.zeros(g * h, **kw))
+            self.bias_ih = LazyParameter()
+            self.bias_hh = LazyParameter()
+        else:  # zeros the engines read; kept in the state dict as before
+            self.register_buffer("bias_ih", LazyBuffer())
+            self.register_buffer("bias_hh", LazyBuffer())
         if self.layer_norm:
-            self.ln_ih = nn.LayerNorm(g * h, **kw)
-            self.ln_hh = nn.LayerNorm(g * h, **kw)
-            self.ln_c = nn.LayerNorm(h, **kw)
-        self.reset_parameters()
-        self.built = True
+            size = self.cell_spec.n_gates * self.units
+            self.ln_ih = nn.LayerNorm(size)
+            self.ln_hh = nn.LayerNorm(size)
+            self.ln_c = nn.LayerNorm(self.units)
+
+    def parameter_shapes(self, n_in: int) -> dict[str, tuple[int, ...]]:
+        gh = self.cell_spec.n_gates * self.units
+        return {"weight_ih": (gh, n_in), "weight_hh": (gh, self.units), "bias_ih": (gh,), "bias_hh": (gh,)}
+
+    def _on_materialised(self, n_in: int) -> None:
+        super()._on_materialised(n_in)
+        if self.layer_norm:  # follow the weights' dtype/device when they came from the first input
+            for ln in (self.ln_ih, self.ln_hh, self.ln_c):
+                ln.to(dtype=self.weight_ih.dtype, device=self.weight_ih.device)
+
+    def initial_values(self) -> dict[str, torch.Tensor]:
+        """Keras initialisers on the CPU, in the order (and so with the RNG draws) of earlier versions:
+        kernel, recurrent kernel, then the chrono forget-gate bias."""
+        gen = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+        dtype = self.weight_ih.dtype
+        w_ih = initializers.init_(torch.empty(self.weight_ih.shape, dtype=dtype), self.kernel_initializer, gen)
+        w_hh = torch.empty(self.weight_hh.shape, dtype=dtype)
+        per_gate = {"gates": self.cell_spec.n_gates} if self.recurrent_initializer in ("orthogonal", "identity") \
+            else {}
+        initializers.init_(w_hh, self.recurrent_initializer, gen, **per_gate)
+        return {"weight_ih": w_ih, "weight_hh": w_hh, **self._initial_biases(gen, dtype)}
+
+    def _initial_biases(self, gen: torch.Generator | None, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        n = self.cell_spec.n_gates * self.units
+        b_ih, b_hh = torch.zeros(n, dtype=dtype), torch.zeros(n, dtype=dtype)
+        if self.use_bias:
+            b_ih.fill_(1.0 if self.bias_initializer == "ones" else 0.0)
+            block = self.gate_blocks()
+            if self.cell_spec.chrono and self.bias_initializer == "chrono":  # b_i = -b_f (Tallec & Ollivier)
+                bf = initializers.chrono_bias(self.units, self.chrono_max_len, gen).to(dtype)
+                b_ih[block["f"]] = bf
+                b_ih[block["i"]] = -bf
+            elif self.cell_spec.chrono and self.unit_forget_bias:
+                b_ih[block["f"]] = 1.0
+        return {"bias_ih": b_ih, "bias_hh": b_hh}
 
     def reset_parameters(self) -> None:
-        gen = None
-        if self.seed is not None:
-            gen = torch.Generator().manual_seed(self.seed)
-        cpu = {"dtype": self.weight_ih.dtype}
-        w_ih = initializers.init_(torch.empty(self.weight_ih.shape, **cpu), self.kernel_initializer, gen)
-        w_hh = torch.empty(self.weight_hh.shape, **cpu)
-        if self.recurrent_initializer in ("orthogonal", "identity"):
-            initializers.init_(w_hh, self.recurrent_initializer, gen, gates=self.cell_spec.n_gates)
-        else:
-            initializers.init_(w_hh, self.recurrent_initializer, gen)
+        """Re-draw every weight with the layer's initialisers (a built layer)."""
+        values = self.initial_values()
         with torch.no_grad():
-            self.weight_ih.copy_(w_ih)
-            self.weight_hh.copy_(w_hh)
-            if self.use_bias:
-                self.bias_ih.fill_(1.0 if self.bias_initializer == "ones" else 0.0)
-                self.bias_hh.zero_()
-                block = self.gate_blocks()
-                if self.cell_spec.chrono and self.bias_initializer == "chrono":  # b_i = -b_f (Tallec & Ollivier)
-                    bf = initializers.chrono_bias(self.units, self.chrono_max_len, gen).to(self.bias_ih.dtype)
-                    self.bias_ih[block["f"]] = bf
-                    self.bias_ih[block["i"]] = -bf
-                elif self.cell_spec.chrono and self.unit_forget_bias:
-                    self.bias_ih[block["f"]] = 1.0
+            for name, v in values.items():
+                getattr(self, name).copy_(v)
+
+    def check_build_input(self, x: torch.Tensor) -> None:
+        check_features(f"{self.name} input", x, ndim=(3,), finite=False)
 
     def gate_blocks(self) -> dict[str, slice]:
         """Row slices of weight_ih / weight_hh per gate (the seed's W_i, W_f, W_c, W_o)."""
@@ -192,16 +213,14 @@ class RNNLayer(Layer):
         ``check_input=False`` skips the NaN/Inf scan (used for activations coming from a previous
         layer, where a non-finite value is a training problem for the monitor, not bad input).
         """
-        check_features(f"{self.name} input", x, ndim=(3,), last=self.input_size if self.built else None,
-                       finite=check_input)
+        if not isinstance(x, torch.Tensor):
+            raise InputError(f"{self.name} input: expected a (batch, time, features) tensor, got {type(x).__name__}"
+                             "; for a PackedSequence pass the padded tensor and lengths= instead")
         self.maybe_build(x)
+        check_features(f"{self.name} input", x, ndim=(3,), last=self.input_size, finite=check_input)
+        self._check_dtype(x)
         batch, steps = x.shape[0], x.shape[1]
-        if lengths is None and mask is not None:
-            lengths = lengths_from_mask("mask", mask)
-        if lengths is not None:
-            lengths = check_lengths("lengths", lengths, batch, steps)
-            if int(lengths.min()) == steps:
-                lengths = None
+        lengths = self._lengths(mask, lengths, batch, steps)
         h0, c0 = self._initial(x, initial_state)
         if self.training and self.dropout > 0:
             keep = 1.0 - self.dropout
@@ -211,11 +230,7 @@ class RNNLayer(Layer):
             keep = 1.0 - self.recurrent_dropout
             rmask = torch.bernoulli(x.new_full((batch, self.units), keep)) / keep
         taps = StepTaps() if self.record_taps else None
-        ln = (self.ln_ih, self.ln_hh, self.ln_c) if self.layer_norm else None
-        out, h_n, c_n = engines.run(
-            self.cell_spec, x, h0, c0, (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh),
-            lengths=lengths, reverse=self.go_backwards, rmask=rmask, activation=self.activation,
-            engine=self.engine, taps=taps, layer_norm=ln)
+        out, h_n, c_n = self._run_engine(x, h0, c0, lengths, rmask, taps)
         self.last_taps = {"forward": taps} if taps is not None else {}
         self._last_lengths = lengths
         if self.stateful:
@@ -230,6 +245,40 @@ class RNNLayer(Layer):
         if self.return_state:
             return [output, h_n] + ([c_n] if c_n is not None else [])
         return output
+
+    def _check_dtype(self, x: torch.Tensor) -> None:
+        """Input and weights in one dtype (as torch's layers require), except where autocast casts."""
+        if x.dtype != self.weight_ih.dtype and not modes.autocast_on(x):
+            raise InputError(f"{self.name} input: expected dtype {self.weight_ih.dtype} (the layer's weights), "
+                             f"got {x.dtype}; convert the input (x.to({self.weight_ih.dtype})) or the model")
+
+    @staticmethod
+    def _lengths(mask, lengths, batch: int, steps: int) -> torch.Tensor | None:
+        """Checked lengths from ``lengths`` or a right-padded ``mask``; None when every row is full."""
+        if lengths is None and mask is not None:
+            lengths = lengths_from_mask("mask", mask)
+        if lengths is not None:
+            lengths = check_lengths("lengths", lengths, batch, steps)
+            if not tracing() and int(lengths.min()) == steps:
+                lengths = None
+        return lengths
+
+    def _run_engine(self, x, h0, c0, lengths, rmask, taps):
+        """One direction through the engine :func:`modes.plan` picks (autocast / tracing aware)."""
+        ln = (self.ln_ih, self.ln_hh, self.ln_c) if self.layer_norm else None
+        weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        how = modes.plan(self.engine, self.cell_spec, self.activation, x, taps=taps is not None,
+                         rmask=rmask is not None, layer_norm=ln is not None)
+        scope = contextlib.nullcontext()
+        if how.float32:
+            dtype = self.weight_ih.dtype
+            x, h0 = x.to(dtype), h0.to(dtype)
+            c0 = None if c0 is None else c0.to(dtype)
+            rmask = None if rmask is None else rmask.to(dtype)
+            scope = torch.autocast(x.device.type, enabled=False)
+        with scope:
+            return engines.run(self.cell_spec, x, h0, c0, weights, lengths=lengths, reverse=self.go_backwards,
+                               rmask=rmask, activation=self.activation, engine=how.engine, taps=taps, layer_norm=ln)
 
     def compute_mask(self, x, mask):
         return mask if self.return_sequences else None
@@ -261,8 +310,6 @@ class RNNLayer(Layer):
     # --- PyTorch interop ---------------------------------------------------------------------
     def to_torch(self) -> nn.Module:
         """An equivalent single-layer ``torch.nn.LSTM/GRU/RNN`` (batch_first=True)."""
-        if not self.built:
-            raise RuntimeError(f"{self.name}.to_torch(): the layer has no weights yet; call it on data first")
         return torch_module([[self]])
 
     @classmethod
@@ -327,6 +374,9 @@ def torch_module(stack: list[list[RNNLayer]], dropout: float = 0.0) -> nn.Module
     """A ``torch.nn.LSTM/GRU/RNN`` (batch_first=True) holding the weights of ``stack``: one entry per
     torch layer, ``[forward]`` or ``[forward, backward]`` (bidirectional); all the same cell and size."""
     first = stack[0][0]
+    unbuilt = [layer.name for directions in stack for layer in directions if not layer.built]
+    if unbuilt:
+        raise RuntimeError(f"to_torch: layer(s) {unbuilt} have no weights yet; call the model on a batch first")
     spec = first.cell_spec
     kw = {"nonlinearity": first.activation} if spec.uses_activation else {}
     mod = getattr(nn, spec.torch_name)(first.input_size, first.units, num_layers=len(stack), bias=first.use_bias,

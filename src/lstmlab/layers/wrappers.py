@@ -34,10 +34,7 @@ class Bidirectional(Layer):
         self.backward_layer = backward_layer
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
-        self.built = layer.built and backward_layer.built
-
-    def maybe_build(self, x):
-        self.built = True
+        self._lazy_done()  # no weights of its own: the two layers are lazy themselves
 
     def forward(self, x, mask=None, lengths=None, initial_state=None, check_input: bool = True):
         fw_state = bw_state = None
@@ -47,7 +44,6 @@ class Bidirectional(Layer):
         fw = self.forward_layer(x, mask=mask, lengths=lengths, initial_state=fw_state, check_input=check_input)
         bw = self.backward_layer(x, mask=mask, lengths=lengths, initial_state=bw_state,
                                  check_input=check_input)
-        self.built = True
         fw_states, bw_states = [], []
         if self.return_state:
             fw, *fw_states = fw
