@@ -208,3 +208,18 @@ def test_summary_lists_layers_and_params():
     text = model.summary(print_fn=None)
     assert "lstm (LSTM)" in text and "lstm_1 (LSTM)" in text
     assert f"Total params: {4 * 128 * (8 + 128) + 8 * 128 + 4 * 64 * (128 + 64) + 8 * 64 + 650:,}" in text
+
+
+def test_a_read_only_array_is_taken_without_a_warning_and_left_untouched():
+    # pandas hands out read-only arrays; torch.from_numpy warns on them and would share the memory.
+    import warnings
+
+    from lstmlab.validation import as_tensor
+
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    a.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = as_tensor("x", a)
+    t += 1
+    np.testing.assert_array_equal(a, np.arange(6, dtype=np.float32).reshape(2, 3))

@@ -42,7 +42,10 @@ def as_tensor(name: str, x, *, dtype: torch.dtype | None = None) -> torch.Tensor
             raise InputError(f"{name}: expected numeric data, got an array of dtype {arr.dtype}")
         if arr.dtype == np.float64 and dtype is None:
             arr = arr.astype(np.float32)
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:  # pandas and np.broadcast_to hand out read-only views: torch warns
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
     if dtype is not None and t.dtype != dtype:
         t = t.to(dtype)
     return t
