@@ -28,7 +28,7 @@ import warnings
 import torch
 
 from .. import cells
-from . import fused, gpu, loop, native, reference
+from . import autotune, fused, gpu, loop, native, reference
 from .taps import GATES, StepTaps
 
 ENGINES = ("auto", "fused", "native", "gpu", "loop", "reference")
@@ -52,8 +52,10 @@ def fused_module():
 
 
 def resolve(engine: str, *, cell: str | cells.Cell, taps: bool, rmask: bool, layer_norm: bool,
-            activation: str, device: torch.device):
-    """Pick the engine module for one call; raise ValueError when the request is impossible."""
+            activation: str, device: torch.device, shape: tuple | None = None,
+            dtype: torch.dtype = torch.float32):
+    """Pick the engine module for one call; raise ValueError when the request is impossible.
+    ``shape`` (B, T, I, H) lets ``auto`` time the candidates on the CPU (:mod:`.autotune`)."""
     if engine not in ENGINES:
         raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
     if layer_norm:
@@ -76,25 +78,66 @@ def resolve(engine: str, *, cell: str | cells.Cell, taps: bool, rmask: bool, lay
                              "which cannot be imported here; use 'auto'")
         return gpu
     if engine == "auto":
-        return _auto(cell, taps or rmask, activation, device)
+        return _auto(cell, taps or rmask, activation, device, shape, dtype)
     fused = fused_module()
     return fused if fused is not None else loop
 
 
-def _auto(cell: str | cells.Cell, needs_taps: bool, activation: str, device: torch.device):
+def _auto(cell: str | cells.Cell, needs_taps: bool, activation: str, device: torch.device,
+          shape: tuple | None = None, dtype: torch.dtype = torch.float32):
     """The engine ``"auto"`` picks.  ``needs_taps``: per-step taps or recurrent dropout, which torch's
-    kernels cannot do.  Speeds: benchmarks/RESULTS.md ("Speed", "GPU")."""
+    kernels cannot do.  CPU without taps: the faster of fused and native as measured on this machine
+    (:mod:`.autotune`); with ``LSTMLAB_AUTOTUNE=0`` or no shape, the fixed rule (training fused,
+    inference native).  Speeds: benchmarks/RESULTS.md ("Speed", "GPU")."""
     if not needs_taps and native.supports(cell, activation, device):
-        # cuDNN on GPU and oneDNN for CPU inference are fastest; for CPU training the fused
-        # engine measured faster than torch's kernels
-        if device.type != "cpu" or not torch.is_grad_enabled():
-            return native
+        if device.type != "cpu":
+            return native  # cuDNN
         fused = fused_module()
-        return fused if fused is not None else native
+        if fused is None:
+            return native
+        if shape is not None and autotune.enabled() and dtype in (torch.float32, torch.float64) \
+                and not torch.compiler.is_compiling():
+            return _timed(cells.get(cell), activation, shape, dtype, fused)
+        return fused if torch.is_grad_enabled() else native
     if needs_taps and device.type == "cuda" and gpu.available():
         return gpu  # the Triton step kernels: taps inside one fused kernel per step
     fused = fused_module()
     return fused if fused is not None else loop
+
+
+def _timed(spec: cells.Cell, activation: str, shape: tuple, dtype: torch.dtype, fused):
+    """fused or native for this shape, from the autotune cache or a short timing now."""
+    train = torch.is_grad_enabled()
+    key = autotune.entry_key(spec.name, dtype, shape, torch.get_num_threads(), False, train)
+    mods = {autotune.FUSED: fused, autotune.NATIVE: native}
+    choice = autotune.choose(key, lambda: _candidates(spec, activation, shape, dtype, train, mods))
+    return mods[choice]
+
+
+def _candidates(spec: cells.Cell, activation: str, shape: tuple, dtype: torch.dtype, train: bool,
+                mods: dict) -> dict:
+    """name -> one forward (+ backward when ``train``) of that engine on random tensors of ``shape``
+    (a private generator: the global random state is left alone)."""
+    batch, steps, inp, hid = shape
+    steps = min(steps, autotune.MAX_STEPS)
+    g = torch.Generator().manual_seed(0)
+    gw = len(spec.gates) * hid
+
+    def rnd(*size):
+        return (torch.rand(*size, generator=g, dtype=dtype) - 0.5).requires_grad_(train)
+
+    x, weights = rnd(batch, steps, inp), (rnd(gw, inp), rnd(gw, hid), rnd(gw), rnd(gw))
+    states = tuple(torch.zeros(batch, hid, dtype=dtype) for _ in spec.states)
+
+    def runner(mod):
+        def once() -> None:
+            with torch.set_grad_enabled(train):
+                out, _ = call(mod, spec, x, states, weights, activation=activation)
+                if train:
+                    torch.autograd.grad(out.sum(), (x, *weights))
+        return once
+
+    return {name: runner(mod) for name, mod in mods.items()}
 
 
 def reverse_index(lengths: torch.Tensor | None, batch: int, steps: int, device) -> torch.Tensor:
@@ -128,7 +171,8 @@ def run(cell: str | cells.Cell, x: torch.Tensor, h0: torch.Tensor, c0: torch.Ten
     """Run one direction of one layer.  Returns ``(out, h_n, c_n)`` (``c_n`` None unless the cell has one)."""
     spec = cells.get(cell)
     mod = resolve(engine, cell=spec, taps=taps is not None, rmask=rmask is not None,
-                  layer_norm=layer_norm is not None, activation=activation, device=x.device)
+                  layer_norm=layer_norm is not None, activation=activation, device=x.device,
+                  shape=(x.shape[0], x.shape[1], x.shape[2], h0.shape[-1]), dtype=x.dtype)
     if reverse:
         idx = reverse_index(lengths, x.shape[0], x.shape[1], x.device)
         x = _gather_time(x, idx)
