@@ -246,14 +246,15 @@ def test_partial_outputs_and_no_input_grad(cell, outputs, route):
     _vs_loop(cell, torch.float64, lengths=torch.tensor(LENGTHS), rmask=True, outputs=outputs, x_grad=False)
 
 
-@pytest.fixture
-def threaded():
-    """Force the multi-thread split of hidden units (slots) whatever the problem size."""
+@pytest.fixture(params=[1, 0], ids=["futex_barrier", "yield_barrier"])
+def threaded(request):
+    """Force the multi-thread split of hidden units (slots) whatever the problem size, with either
+    per-step barrier (futex after a short spin, the default; or spin then yield)."""
     info, threads = fused.configure(), torch.get_num_threads()
     torch.set_num_threads(max(threads, 2))
-    fused.configure(par_threshold=0)
+    fused.configure(par_threshold=0, barrier=request.param)
     yield
-    fused.configure(par_threshold=info["par_threshold"])
+    fused.configure(par_threshold=info["par_threshold"], barrier=int(info["futex_barrier"]))
     torch.set_num_threads(threads)
 
 

@@ -85,14 +85,16 @@ def load():
     return _state["ops"]
 
 
-def configure(par_threshold: int = -1, blas: int = -1, packed: int = -1) -> dict:
+def configure(par_threshold: int = -1, blas: int = -1, packed: int = -1, barrier: int = -1) -> dict:
     """Tune / inspect the CPU route (negative = leave as is): rows run in parallel from
     ``par_threshold`` elements per step; ``blas`` 1 calls BLAS directly, 0 goes through
     ``at::mm``; ``packed`` 1 packs a large W_hh once per call for MKL's packed GEMM (float32),
-    2 packs always, 0 never.
+    2 packs always, 0 never; ``barrier`` 1 (default) lets the per-step barrier's waiters sleep on a
+    futex after a short spin, 0 spins longer and then yields (the old barrier, kept for A/B timing).
     Returns the settings."""
-    lanes, mode, thr, pack = load().configure(par_threshold, blas, packed)
-    return {"simd_lanes": lanes, "direct_blas": bool(mode), "par_threshold": thr, "packed_gemm": pack}
+    lanes, mode, thr, pack, bar = load().configure(par_threshold, blas, packed, barrier)
+    return {"simd_lanes": lanes, "direct_blas": bool(mode), "par_threshold": thr, "packed_gemm": pack,
+            "futex_barrier": bool(bar)}
 
 
 def _fake_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, relu, thresholds, save, taps,

@@ -7,9 +7,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <thread>
 #include <vector>
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "blas.h"
 
@@ -23,28 +30,58 @@ inline void cpu_relax() {
 #endif
 }
 
-// Centralised spin barrier for the threads of one layer call (yields after a while: the
-// machine may be shared).
+// Centralised barrier for the threads of one layer call.  A waiter spins for a bounded while
+// (a step of a small layer takes microseconds), then sleeps on a futex: when the machine is
+// oversubscribed (other processes on the cores), a preempted partner does not make the others
+// burn its time slice spinning or yielding.  Without futexes (not Linux): spin, then yield.
+constexpr int kSpinsBeforeSleep = 4000;
+inline int g_barrier_mode = 1;  // 1: spin, then futex; 0: spin longer, then yield (the old barrier, for A/B)
+
+inline void futex_wait(std::atomic<int>* addr, int expected) {
+#if defined(__linux__)
+  syscall(SYS_futex, reinterpret_cast<int*>(addr), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+#else
+  (void)addr;
+  (void)expected;
+  std::this_thread::yield();
+#endif
+}
+
+inline void futex_wake_all(std::atomic<int>* addr) {
+#if defined(__linux__)
+  syscall(SYS_futex, reinterpret_cast<int*>(addr), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+#else
+  (void)addr;
+#endif
+}
+
 struct SpinBarrier {
   std::atomic<int> count{0};
   std::atomic<int> gen{0};
+  std::atomic<int> sleepers{0};
   int n = 1;
   void wait() {
     if (n <= 1) return;
     const int g = gen.load(std::memory_order_acquire);
     if (count.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
       count.store(0, std::memory_order_relaxed);
-      gen.fetch_add(1, std::memory_order_acq_rel);
-    } else {
-      int spins = 0;
-      while (gen.load(std::memory_order_acquire) == g) {
-        if (++spins < 20000) {
-          cpu_relax();
-        } else {
-          std::this_thread::yield();
-        }
-      }
+      gen.fetch_add(1, std::memory_order_seq_cst);
+      if (sleepers.load(std::memory_order_seq_cst) > 0) futex_wake_all(&gen);
+      return;
     }
+    const int spin_limit = g_barrier_mode == 1 ? kSpinsBeforeSleep : 5 * kSpinsBeforeSleep;
+    for (int spins = 0; spins < spin_limit; ++spins) {
+      if (gen.load(std::memory_order_acquire) != g) return;
+      cpu_relax();
+    }
+    if (g_barrier_mode == 0) {
+      while (gen.load(std::memory_order_acquire) == g) std::this_thread::yield();
+      return;
+    }
+    // seq_cst pairs with the releaser: either it sees a sleeper and wakes, or we see the new gen
+    sleepers.fetch_add(1, std::memory_order_seq_cst);
+    while (gen.load(std::memory_order_seq_cst) == g) futex_wait(&gen, g);
+    sleepers.fetch_sub(1, std::memory_order_relaxed);
   }
 };
 
@@ -87,7 +124,13 @@ void run_slots(const Plan& p, const F& body) {
       bar.n = int((p.S + (k1 - k0) - 1) / (k1 - k0));
       chunk.store(k1 - k0, std::memory_order_release);
     } else {
-      while (chunk.load(std::memory_order_acquire) == 0) cpu_relax();
+      for (int spins = 0; chunk.load(std::memory_order_acquire) == 0; ++spins) {
+        if (spins < kSpinsBeforeSleep) {
+          cpu_relax();
+        } else {
+          std::this_thread::yield();
+        }
+      }
     }
     const int prev = MKL_Set_Num_Threads_Local ? MKL_Set_Num_Threads_Local(1) : 0;
     body(k0, k1, bar);
