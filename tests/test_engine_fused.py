@@ -356,6 +356,24 @@ def test_packed_gemm_agrees(packed):
         fused.configure(packed=info["packed_gemm"])
 
 
+
+@pytest.mark.parametrize("small", [0, 2], ids=["blas", "own_kernel"])
+@pytest.mark.parametrize("hidden", [5, 16, 37, 80])
+def test_own_small_gemm_agrees(small, hidden):
+    """The own SIMD micro-kernel for the per-step float32 GEMM (forced on / off) == loop engine, with
+    row and column tails (hidden 5, 37, 80; batch 5) and with the thread split."""
+    info, threads = fused.configure(), torch.get_num_threads()
+    try:
+        fused.configure(small=small)
+        for cell in ("lstm", "gru", "rnn"):
+            _vs_loop(cell, torch.float32, lengths=torch.tensor(LENGTHS), rmask=True, taps=False, hidden=hidden)
+        torch.set_num_threads(max(threads, 2))
+        fused.configure(par_threshold=0)
+        _vs_loop("lstm", torch.float32, taps=False, hidden=hidden)
+    finally:
+        torch.set_num_threads(threads)
+        fused.configure(par_threshold=info["par_threshold"], small=info["small_gemm"])
+
 @pytest.mark.cuda
 @CUDA
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])

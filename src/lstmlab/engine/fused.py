@@ -85,16 +85,19 @@ def load():
     return _state["ops"]
 
 
-def configure(par_threshold: int = -1, blas: int = -1, packed: int = -1, barrier: int = -1) -> dict:
+def configure(par_threshold: int = -1, blas: int = -1, packed: int = -1, barrier: int = -1,
+              small: int = -1) -> dict:
     """Tune / inspect the CPU route (negative = leave as is): rows run in parallel from
     ``par_threshold`` elements per step; ``blas`` 1 calls BLAS directly, 0 goes through
     ``at::mm``; ``packed`` 1 packs a large W_hh once per call for MKL's packed GEMM (float32),
     2 packs always, 0 never; ``barrier`` 1 (default) lets the per-step barrier's waiters sleep on a
-    futex after a short spin, 0 spins longer and then yields (the old barrier, kept for A/B timing).
+    futex after a short spin, 0 spins longer and then yields (the old barrier, kept for A/B timing);
+    ``small`` 1 (default) runs a small per-step float GEMM in the own SIMD micro-kernel when it timed
+    faster than BLAS for that shape (once per process), 2 always, 0 never.
     Returns the settings."""
-    lanes, mode, thr, pack, bar = load().configure(par_threshold, blas, packed, barrier)
+    lanes, mode, thr, pack, bar, small_ = load().configure(par_threshold, blas, packed, barrier, small)
     return {"simd_lanes": lanes, "direct_blas": bool(mode), "par_threshold": thr, "packed_gemm": pack,
-            "futex_barrier": bool(bar)}
+            "futex_barrier": bool(bar), "small_gemm": small_}
 
 
 def _fake_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, rmask, relu, thresholds, save, taps,

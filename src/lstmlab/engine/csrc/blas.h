@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "microgemm.h"
+
 extern "C" {
 void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
             const int*, const float*, const int*, const float*, float*, const int*) __attribute__((weak));
@@ -144,13 +146,14 @@ void mm_nn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
 // The per-step recurrent product of one slot (a slice of hidden units) with a fixed matrix W:
 //   trans_w: C[M,N] = A[M,K] @ W^T, W (N, K) row-major, leading dim ldw   (forward)
 //   else:    C[M,N] = A[M,K] @ W,   W (K, N) row-major, leading dim ldw   (backward)
-// float + MKL: W is packed once per layer call and every step calls the packed kernel.
+// float: the own micro-kernel (microgemm.h) when it timed faster for this shape, else BLAS, with
+// a large W packed once per layer call for MKL's packed GEMM.
 template <typename T>
 struct RecGemm {
   const T* W = nullptr;
   int64_t ldw = 0, M = 0, N = 0, K = 0;
-  bool trans_w = true;
-  Tensor packed;
+  bool trans_w = true, own = false;
+  Tensor packed, wt;  // wt: W as (K, N) row-major for the own kernel
   void init(const T* W_, int64_t ldw_, int64_t M_, int64_t N_, int64_t K_, bool trans_w_, int64_t full) {
     W = W_;
     ldw = ldw_;
@@ -166,9 +169,32 @@ struct RecGemm {
         cblas_sgemm_pack(kRowMajor, kBMatrix, trans_w ? kTrans : kNoTrans, int(M), int(N), int(K), 1.0f, W,
                          int(ldw), packed.data_ptr<float>());
       }
+      init_own();
     }
   }
   void run(const T* A, int64_t lda, T* C, int64_t ldc) const {
+    if constexpr (std::is_same<T, float>::value) {
+      if (own) {
+        micro_gemm(M, N, K, A, lda, wt.defined() ? wt.data_ptr<float>() : W, wt.defined() ? N : ldw, C, ldc);
+        return;
+      }
+    }
+    run_blas(A, lda, C, ldc);
+  }
+
+ private:
+  void init_own() {
+    if (g_small_mode == 0 || (g_small_mode == 1 && K * N > kSmallMaxElems)) return;
+    if (trans_w) {
+      auto o = opts_of<T>();
+      wt = at::from_blob(const_cast<T*>(W), {N, K}, {ldw, 1}, o).t().contiguous();
+    }
+    const T* b = wt.defined() ? wt.template data_ptr<T>() : W;
+    own = choose_small(M, N, K, b, wt.defined() ? N : ldw, int(trans_w) * 2 + int(packed.defined()),
+                       [this](const T* a, int64_t lda, T* c, int64_t ldc) { run_blas(a, lda, c, ldc); });
+    if (!own) wt = Tensor();
+  }
+  void run_blas(const T* A, int64_t lda, T* C, int64_t ldc) const {
     if constexpr (std::is_same<T, float>::value) {
       if (packed.defined() && lda <= INT_MAX && ldc <= INT_MAX) {
         cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, int(M), int(N), int(K), A, int(lda),

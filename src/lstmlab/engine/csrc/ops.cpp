@@ -76,10 +76,12 @@ std::vector<Tensor> backward(const std::string& cell, const std::optional<Tensor
   });
 }
 
-// [simd lanes, blas mode, parallel threshold, packed gemm, barrier]; negative arguments leave a setting
+// [simd lanes, blas mode, parallel threshold, packed gemm, barrier, own small gemm]; negative arguments leave a setting
 // unchanged.
-std::vector<int64_t> configure(int64_t par_threshold, int64_t blas_mode, int64_t pack_mode, int64_t barrier) {
+std::vector<int64_t> configure(int64_t par_threshold, int64_t blas_mode, int64_t pack_mode, int64_t barrier,
+                               int64_t small) {
   ensure_blas();
+  if (small >= 0) g_small_mode = int(std::min<int64_t>(small, 2));
   if (barrier >= 0) g_barrier_mode = barrier > 0 ? 1 : 0;
   if (par_threshold >= 0) g_par_threshold = par_threshold;
   if (blas_mode == 0) g_blas_mode = 0;
@@ -93,7 +95,7 @@ std::vector<int64_t> configure(int64_t par_threshold, int64_t blas_mode, int64_t
 #else
   const int64_t lanes = 1;
 #endif
-  return {lanes, g_blas_mode, g_par_threshold, g_pack_mode, g_barrier_mode};
+  return {lanes, g_blas_mode, g_par_threshold, g_pack_mode, g_barrier_mode, g_small_mode};
 }
 
 }  // namespace
@@ -109,7 +111,7 @@ TORCH_LIBRARY(lstmlab_fused, m) {
   m.def("backward(str cell, Tensor? gout, Tensor? ghn, Tensor? gcn, Tensor x, Tensor h0, Tensor? c0, Tensor w_ih, "
         "Tensor w_hh, Tensor? lengths, Tensor? rmask, bool relu, Tensor A, Tensor C, Tensor S, bool need_dx, "
         "bool taps, bool generic) -> Tensor[]");
-  m.def("configure(int par_threshold, int blas_mode, int pack_mode, int barrier) -> int[]", &lstmlab::configure);
+  m.def("configure(int par_threshold, int blas_mode, int pack_mode, int barrier, int small) -> int[]", &lstmlab::configure);
 }
 
 TORCH_LIBRARY_IMPL(lstmlab_fused, CompositeExplicitAutograd, m) {
