@@ -21,7 +21,11 @@ Peak memory of one training step (``--memory``, on by default except with ``--qu
 
 Usage::
 
-    python benchmarks/speed.py [--device cpu|cuda] [--json] [--quick] [--steps-scaling]
+    python benchmarks/speed.py [--device cpu|cuda] [--json] [--quick] [--steps-scaling] [--held-out]
+                               [--configs "B,I,H,T;..."] [--engine fused|auto|gpu|loop]
+
+``--engine auto`` times what ``engine="auto"`` picks (set ``LSTMLAB_AUTOTUNE_CACHE`` to a fresh file
+to include its first-use timing decision, which happens in the warm-up).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from lstmlab import engine  # noqa: E402
 from lstmlab.engine import StepTaps  # noqa: E402
 
 CONFIGS = [(64, 32, 128, 100), (32, 64, 256, 200), (16, 8, 32, 500), (128, 128, 512, 50)]
+# shapes the kernels were not tuned on (--held-out)
+HELD_OUT = [(8, 16, 64, 300), (256, 64, 128, 30), (32, 32, 1024, 20), (48, 24, 96, 150), (4, 64, 384, 100)]
 TORCH_CLS = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 
 
@@ -172,18 +178,22 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--engine", default="fused", choices=["fused", "gpu", "loop"],
+    ap.add_argument("--held-out", action="store_true", help="shapes not in the default list (HELD_OUT)")
+    ap.add_argument("--configs", default="", help='"B,I,H,T;B,I,H,T" instead of the default shapes')
+    ap.add_argument("--engine", default="fused", choices=["fused", "auto", "gpu", "loop"],
                     help="lstmlab engine to time (gpu: the Triton kernels of lstmlab.engine.gpu)")
     args = ap.parse_args(argv)
     ENGINE[0] = args.engine
     if args.device == "cuda" and not torch.cuda.is_available():
         print("speed.py: CUDA is not available", file=sys.stderr)
         return 2
-    if args.engine == "fused" and engine.fused_module() is None:
+    if args.engine in ("fused", "auto") and engine.fused_module() is None:
         print("speed.py: the fused engine could not be built", file=sys.stderr)
         return 2
     repeats = max(args.repeats, 10)
-    configs = CONFIGS
+    configs = HELD_OUT if args.held_out else CONFIGS
+    if args.configs:
+        configs = [tuple(int(v) for v in c.split(",")) for c in args.configs.split(";")]
     if args.quick:
         configs = [(16, 8, 32, 50), (32, 16, 64, 50)]
         repeats = 10
@@ -209,7 +219,7 @@ def main(argv=None) -> int:
 
     header = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "engine": args.engine,
-              "fused": engine.fused_module().configure() if args.device == "cpu" and args.engine == "fused" else {}}
+              "fused": engine.fused_module().configure() if args.device == "cpu" and args.engine != "gpu" else {}}
     if args.device == "cuda":
         header["gpu"] = torch.cuda.get_device_name()
     if args.json:
