@@ -23,6 +23,7 @@ Usage::
 
     python benchmarks/speed.py [--device cpu|cuda] [--json] [--quick] [--steps-scaling] [--held-out]
                                [--configs "B,I,H,T;..."] [--engine fused|auto|gpu|loop]
+                               [--threads N] [--timer wall|thread]
 
 ``--engine auto`` times what ``engine="auto"`` picks (set ``LSTMLAB_AUTOTUNE_CACHE`` to a fresh file
 to include its first-use timing decision, which happens in the warm-up).
@@ -104,8 +105,12 @@ def run_engine(name: str, cell: str, x, h0, c0, params: tuple, taps) -> torch.Te
     return getattr(gpu, cell)(x, *states, *params, taps=taps)[0]
 
 
+TIMER = [time.perf_counter]  # --timer thread: time.thread_time (per-thread CPU time, with --threads 1)
+
+
 def time_pair(case: Case, mode: str, repeats: int, warmup: int) -> tuple[float, float, float, float]:
     """Medians (and minima) in ms of alternating lstmlab / torch runs."""
+    clock = TIMER[0]
     for _ in range(warmup):
         case.lstmlab(mode)
         case.torch(mode)
@@ -113,10 +118,10 @@ def time_pair(case: Case, mode: str, repeats: int, warmup: int) -> tuple[float, 
     for _ in range(repeats):
         for fn, acc in ((case.lstmlab, ta), (case.torch, tb)):
             sync(case.device)
-            t0 = time.perf_counter()
+            t0 = clock()
             fn(mode)
             sync(case.device)
-            acc.append(1e3 * (time.perf_counter() - t0))
+            acc.append(1e3 * (clock() - t0))
     return statistics.median(ta), statistics.median(tb), min(ta), min(tb)
 
 
@@ -178,12 +183,22 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--timer", default="wall", choices=["wall", "thread"],
+                    help="thread: per-thread CPU time (robust on a loaded machine; needs --threads 1)")
     ap.add_argument("--held-out", action="store_true", help="shapes not in the default list (HELD_OUT)")
     ap.add_argument("--configs", default="", help='"B,I,H,T;B,I,H,T" instead of the default shapes')
     ap.add_argument("--engine", default="fused", choices=["fused", "auto", "gpu", "loop"],
                     help="lstmlab engine to time (gpu: the Triton kernels of lstmlab.engine.gpu)")
     args = ap.parse_args(argv)
     ENGINE[0] = args.engine
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.timer == "thread":
+        if torch.get_num_threads() != 1:
+            print("speed.py: --timer thread needs --threads 1", file=sys.stderr)
+            return 2
+        TIMER[0] = time.thread_time
     if args.device == "cuda" and not torch.cuda.is_available():
         print("speed.py: CUDA is not available", file=sys.stderr)
         return 2
@@ -218,7 +233,7 @@ def main(argv=None) -> int:
                   f"{extra}", flush=True)
 
     header = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "engine": args.engine,
+              "timer": args.timer, "engine": args.engine,
               "fused": engine.fused_module().configure() if args.device == "cpu" and args.engine != "gpu" else {}}
     if args.device == "cuda":
         header["gpu"] = torch.cuda.get_device_name()
