@@ -39,6 +39,7 @@ def clock(monkeypatch, tmp_path):
     monkeypatch.setenv("LSTMLAB_AUTOTUNE_CACHE", str(tmp_path / "sub" / "autotune.json"))
     fake = FakeClock()
     monkeypatch.setattr(autotune, "TIMER", fake)
+    monkeypatch.setattr(autotune, "busy", lambda: False)
     autotune.reset()
     yield fake
     autotune.reset()
@@ -106,6 +107,22 @@ def test_choose_measures_once_then_reads_the_file(clock):
     assert autotune.choose("k1", boom) == "fused"
     assert made == [1]
     assert not list(autotune.cache_path().parent.glob(".autotune-*")), "temporary file left behind"
+
+
+def test_a_timing_on_a_busy_machine_is_not_written(clock, monkeypatch):
+    monkeypatch.setattr(autotune, "busy", lambda: True)
+    cands = lambda: {"fused": clock.kernel("f", 0.005), "native": clock.kernel("n", 0.01)}  # noqa: E731
+    assert autotune.choose("k", cands) == "fused"
+    assert autotune.choose("k", cands) == "fused" and len(clock.calls) == 2 * (1 + autotune.REPEATS)
+    assert not autotune.cache_path().exists()
+
+
+def test_busy_compares_the_load_with_the_usable_cores(monkeypatch):
+    monkeypatch.setattr(autotune.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(autotune.os, "getloadavg", lambda: (3.5, 0.0, 0.0))
+    assert autotune.busy()
+    monkeypatch.setattr(autotune.os, "getloadavg", lambda: (2.5, 9.0, 9.0))
+    assert not autotune.busy()
 
 
 def test_other_machines_entries_are_kept_and_not_used(clock):

@@ -12,6 +12,10 @@ in a JSON file: ``$LSTMLAB_AUTOTUNE_CACHE`` if set, else ``$XDG_CACHE_HOME/lstml
 (default ``~/.cache/lstmlab/autotune.json``).  Delete the file to measure again.
 ``LSTMLAB_AUTOTUNE=0`` switches timing and the file off (``auto`` then keeps its fixed rule).
 
+A timing taken while the machine is oversubscribed (1-minute load average above 1.5x the usable
+cores) is used by this process only and not written: under contention torch's OpenMP kernels slow
+down far more than the fused engine, so such a choice would not hold on a quiet machine.
+
 Decision rule (:func:`decide`): the fused kernel is chosen only when its median AND its minimum
 are at least :data:`MARGIN` below torch's; on a tie or any doubt, torch's kernel.  So ``auto``
 without taps is never knowingly slower than ``native``.  Writes are atomic (temporary file +
@@ -116,6 +120,18 @@ def measure(candidates: dict[str, Callable[[], None]]) -> dict[str, list[float]]
     return times
 
 
+def busy() -> bool:
+    """Whether the machine is oversubscribed now (1-minute load average > 1.5 x usable cores)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        return os.getloadavg()[0] > 1.5 * cores
+    except (AttributeError, OSError):
+        return False
+
+
 def _warn(msg: str) -> None:
     if not _memo["warned"]:
         _memo["warned"] = True
@@ -166,7 +182,7 @@ def _entries() -> dict:
 
 def choose(key: str, candidates: Callable[[], dict[str, Callable[[], None]]]) -> str:
     """The cached decision for ``key``, or measure ``candidates()`` (name -> one run), decide,
-    store and return it."""
+    store (on disk unless :func:`busy`) and return it."""
     entries = _entries()
     hit = entries.get(key)
     if isinstance(hit, dict) and hit.get("choice") in (FUSED, NATIVE):
@@ -175,6 +191,8 @@ def choose(key: str, candidates: Callable[[], dict[str, Callable[[], None]]]) ->
     choice = decide(times)
     entries[key] = {"choice": choice, **{f"{n}_median_ms": round(1e3 * statistics.median(v), 4)
                                          for n, v in times.items()}}
+    if busy():
+        return choice  # this process only: measure again when the machine is quieter
     path = _memo["path"]
     data = _read(path)  # merge: another process may have added entries meanwhile
     data.setdefault(machine_key(), {})[key] = entries[key]
