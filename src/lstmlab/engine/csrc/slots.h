@@ -34,7 +34,7 @@ inline void cpu_relax() {
 // (a step of a small layer takes microseconds), then sleeps on a futex: when the machine is
 // oversubscribed (other processes on the cores), a preempted partner does not make the others
 // burn its time slice spinning or yielding.  Without futexes (not Linux): spin, then yield.
-constexpr int kSpinsBeforeSleep = 4000;
+constexpr int kSpinsBeforeSleep = 20000;  // as long as the old barrier spun before yielding
 inline int g_barrier_mode = 1;  // 1: spin, then futex; 0: spin longer, then yield (the old barrier, for A/B)
 
 inline void futex_wait(std::atomic<int>* addr, int expected) {
@@ -69,7 +69,7 @@ struct SpinBarrier {
       if (sleepers.load(std::memory_order_seq_cst) > 0) futex_wake_all(&gen);
       return;
     }
-    const int spin_limit = g_barrier_mode == 1 ? kSpinsBeforeSleep : 5 * kSpinsBeforeSleep;
+    const int spin_limit = kSpinsBeforeSleep;
     for (int spins = 0; spins < spin_limit; ++spins) {
       if (gen.load(std::memory_order_acquire) != g) return;
       cpu_relax();
