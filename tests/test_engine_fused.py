@@ -158,8 +158,8 @@ def _run_engine(mod, cell, x, h0, c0, weights, lengths, rmask, activation, taps)
 
 
 def _vs_loop(cell, dtype, *, activation="tanh", lengths=None, rmask=False, taps=True, scale=1.0,
-             hidden=13, outputs="all", device="cpu", x_grad=True):
-    batch, steps, inp = 5, 9, 4
+             hidden=13, outputs="all", device="cpu", x_grad=True, batch=5):
+    steps, inp = 9, 4
     G = GATES[cell]
     g = torch.Generator().manual_seed(3)
     x = torch.randn(batch, steps, inp, dtype=dtype, generator=g)
@@ -361,12 +361,13 @@ def test_packed_gemm_agrees(packed):
 @pytest.mark.parametrize("hidden", [5, 16, 37, 80])
 def test_own_small_gemm_agrees(small, hidden):
     """The own SIMD micro-kernel for the per-step float32 GEMM (forced on / off) == loop engine, with
-    row and column tails (hidden 5, 37, 80; batch 5) and with the thread split."""
+    row and column tails (hidden 5, 37, 80; batch 5 and 13 = 8 + 4 + 1 rows) and with the thread split."""
     info, threads = fused.configure(), torch.get_num_threads()
     try:
         fused.configure(small=small)
         for cell in ("lstm", "gru", "rnn"):
             _vs_loop(cell, torch.float32, lengths=torch.tensor(LENGTHS), rmask=True, taps=False, hidden=hidden)
+            _vs_loop(cell, torch.float32, taps=False, hidden=hidden, batch=13)
         torch.set_num_threads(max(threads, 2))
         fused.configure(par_threshold=0)
         _vs_loop("lstm", torch.float32, taps=False, hidden=hidden)

@@ -1,5 +1,6 @@
 // An own float GEMM for the per-step recurrent product of small layers: C[M,N] = A[M,K] @ B[K,N]
-// (row-major, beta 0), register blocks of 4 rows x 4 SIMD vectors, B streamed from L1/L2.
+// (row-major, beta 0), register blocks of 4 rows x 4 SIMD vectors (8 x 2, 8 x 1 for narrow C), B
+// streamed from L1/L2.
 //
 // Why: per step the recurrent GEMM is small (e.g. 16 x 32 @ 32 x 128); a BLAS call then costs more
 // in dispatch and operand packing than in arithmetic (MKL's sgemm on an AMD EPYC: ~40% of a small
@@ -59,7 +60,9 @@ inline void micro_block(int64_t K, const float* A, int64_t lda, const float* B, 
 template <int NV>
 inline void micro_columns(int64_t M, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                           int64_t ldc) {
+  constexpr int MR = NV >= 4 ? 4 : 8;  // about 16 accumulators
   int64_t m = 0;
+  for (; m + MR <= M; m += MR) micro_block<MR, NV>(K, A + m * lda, lda, B, ldb, C + m * ldc, ldc);
   for (; m + 4 <= M; m += 4) micro_block<4, NV>(K, A + m * lda, lda, B, ldb, C + m * ldc, ldc);
   for (; m < M; ++m) micro_block<1, NV>(K, A + m * lda, lda, B, ldb, C + m * ldc, ldc);
 }
@@ -71,6 +74,7 @@ inline void micro_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
 #ifdef LSTMLAB_HAVE_MICROGEMM
   constexpr int W = VG::W;
   for (; n + 4 * W <= N; n += 4 * W) micro_columns<4>(M, K, A, lda, B + n, ldb, C + n, ldc);
+  for (; n + 2 * W <= N; n += 2 * W) micro_columns<2>(M, K, A, lda, B + n, ldb, C + n, ldc);
   for (; n + W <= N; n += W) micro_columns<1>(M, K, A, lda, B + n, ldb, C + n, ldc);
 #endif
   for (int64_t m = 0; m < M; ++m)
