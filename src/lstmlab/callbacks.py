@@ -265,7 +265,15 @@ def is_terminal(stream) -> bool:
 
 
 class _RunningLoss(Callback):
-    """The loss over the epoch's batches so far (vetoed steps left out), for a bar."""
+    """The loss over the epoch's batches so far (vetoed steps left out), for a bar on ``stream``."""
+
+    def __init__(self, stream=None, interval: float = 0.1) -> None:
+        self.stream, self.interval = stream, interval
+        self.bar: Progbar | None = None
+        self.t0, self.sums, self.epoch = time.time(), [0.0, 0.0], 0
+
+    def _out(self):
+        return self.stream if self.stream is not None else sys.stdout
 
     def on_epoch_begin(self, epoch, logs=None):
         self.t0, self.sums, self.epoch = time.time(), [0.0, 0.0], epoch
@@ -291,13 +299,8 @@ class ProgbarLogger(_RunningLoss):
     or output to a file or pipe): one line per epoch, ``Epoch 3/10 - 2.0s - loss: ...``."""
 
     def __init__(self, epochs: int, steps: int, verbose: int = 1, stream=None, interval: float = 0.1) -> None:
+        super().__init__(stream, interval)
         self.epochs, self.steps, self.verbose = epochs, steps, verbose
-        self.stream, self.interval = stream, interval
-        self.bar: Progbar | None = None
-        self.t0, self.sums, self.epoch = time.time(), [0.0, 0.0], 0
-
-    def _out(self):
-        return self.stream if self.stream is not None else sys.stdout
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
@@ -324,14 +327,6 @@ class BatchProgress(_RunningLoss):
     """``lstmlab train``'s bar while an epoch runs, on a terminal only: ``epoch 3  12/200 [==>....]
     - ETA: 3s - loss: 0.4100``.  Lines printed through :meth:`printer` (the run's epoch line, its
     notices) first erase the bar, so the console reads as without it.  Not a terminal: nothing."""
-
-    def __init__(self, stream=None, interval: float = 0.1) -> None:
-        self.stream, self.interval = stream, interval
-        self.bar: Progbar | None = None
-        self.t0, self.sums, self.epoch = time.time(), [0.0, 0.0], 0
-
-    def _out(self):
-        return self.stream if self.stream is not None else sys.stdout
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
