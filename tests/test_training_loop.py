@@ -187,3 +187,12 @@ def test_one_rule_for_higher_is_better(name, higher):
     assert M.higher_is_better(name) is higher
     assert M.mode(name) == ("max" if higher else "min")
     assert ll.EarlyStopping(name).mode == ll.ModelCheckpoint("x", name).mode == M.mode(name)
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"min_delta": float("nan")}, "min_delta"), ({"min_delta": float("inf")}, "min_delta"),
+    ({"min_delta": "0.1"}, "min_delta"), ({"patience": -1}, "patience"), ({"patience": 1.5}, "patience")])
+def test_early_stopping_refuses_a_non_finite_delta_or_bad_patience(kwargs, key):
+    # Issue 12 item 8: min_delta = nan was accepted, and restore_best_weights then kept epoch 1.
+    with pytest.raises(ValueError, match=f"EarlyStopping {key}: expected"):
+        ll.EarlyStopping(**kwargs)

@@ -68,6 +68,10 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: int | None = 0, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = False) -> None:
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not math.isfinite(min_delta):
+            raise ValueError(f"EarlyStopping min_delta: expected a finite number, got {min_delta!r}")
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 0):
+            raise ValueError(f"EarlyStopping patience: expected an integer >= 0 or None, got {patience!r}")
         self.monitor, self.patience, self.min_delta = monitor, patience, abs(min_delta)
         self.mode = M.mode(monitor, mode)
         self.restore_best_weights = restore_best_weights
