@@ -1,8 +1,9 @@
 """lstmlab: LSTM sequence models that make vanishing and exploding gradients visible and fixable.
 
 The public API: layers, ``Sequential``, diagnostics, interop, optimizers and the subpackages
-``cells``, ``data``, ``diagnostics``, ``engine``, ``reference``, ``report`` and ``tune`` (the
-hyper-parameter search: ``ll.tune.tune(config, run_dir, ...)``).
+``cells``, ``data``, ``diagnostics``, ``doctor``, ``engine``, ``reference``, ``report`` and ``tune`` (the
+hyper-parameter search: ``ll.tune.tune(config, run_dir, ...)``); ``ll.doctor(config, run_dir, ...)``
+calls the doctor (the package is callable).
 """
 
 from . import (
@@ -38,17 +39,21 @@ from .layers import (
 from .model import Sequential, load_model
 from .optim import SGD, Adam, AdamW, RMSprop
 from .saving import ModelFileError
+from .timeaxis import GlobalAveragePooling1D, Patch, SeriesNorm, Unpatch
 from .tracing import trace
 from .validation import InputError
 
 __version__ = "0.1.0"
 
+from . import doctor  # noqa: E402 - a callable package, ll.doctor(config, run_dir, ...); needs __version__
+
 __all__ = [
     "LSTM", "GRU", "SimpleRNN", "Dense", "Embedding", "Dropout", "Masking", "Bidirectional", "Layer",
-    "Attention", "explain", "trace", "diagnose", "GradientReport", "GradientMonitor", "plot_history",
+    "Attention", "explain", "Patch", "Unpatch", "GlobalAveragePooling1D", "SeriesNorm",
+    "trace", "diagnose", "GradientReport", "GradientMonitor", "plot_history",
     "Sequential", "load_model", "from_torch", "to_torch", "from_keras",
     "Callback", "EarlyStopping", "History", "ModelCheckpoint",
-    "SGD", "Adam", "AdamW", "RMSprop", "InputError", "ModelFileError",
+    "doctor", "SGD", "Adam", "AdamW", "RMSprop", "InputError", "ModelFileError",
     "cells", "data", "diagnostics", "engine", "initializers", "losses", "metrics", "optim", "reference",
     "regularizers", "report", "tune",
 ]

@@ -14,8 +14,8 @@ import sys
 from . import __version__
 from .validation import InputError
 
-SUBCOMMANDS = ("lstmlab.demo", "lstmlab.run.cli", "lstmlab.diagnostics.cli", "lstmlab.generate",
-               "lstmlab.tune", "lstmlab.report.cli")
+SUBCOMMANDS = ("lstmlab.demo", "lstmlab.run.cli", "lstmlab.doctor.cli", "lstmlab.diagnostics.cli",
+               "lstmlab.generate", "lstmlab.tune", "lstmlab.report.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

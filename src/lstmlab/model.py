@@ -105,7 +105,9 @@ class Sequential(nn.Module):
             if isinstance(out, (list, tuple)):  # Bidirectional(merge_mode=None), Attention(return_attention=True)
                 raise ValueError(f"layer {k} ({getattr(layer, 'name', type(layer).__name__)}): returns {len(out)} "
                                  "tensors; Sequential needs one; call the layer directly")
-            if isinstance(layer, Layer):
+            if isinstance(layer, Layer) and hasattr(layer, "output_lengths"):
+                lengths = layer.output_lengths(lengths)  # a layer that reshapes the time axis (Patch, pooling)
+            elif isinstance(layer, Layer):
                 m = layer.compute_mask(x, None if lengths is None else self._mask(lengths, x))
                 if type(layer).__name__ in ("Embedding", "Masking") and m is not None:
                     lengths = lengths_from_mask(f"{layer.name} mask", m)

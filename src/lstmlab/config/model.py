@@ -179,10 +179,12 @@ def _check_sequences(ctx: Ctx, specs: list[dict], meta: dict) -> None:
     if per_step and not rs:
         raise ctx.error(f"model.layers[{i}].return_sequences", "the data have one target per time step; "
                         "set return_sequences = true on the last recurrent layer")
-    pooled = any(s["type"] == "Attention" for s in specs[i + 1:])
+    pooled = any(s["type"] == "Attention" or getattr(LAYERS.get(s["type"]), "pools_time", False)
+                 for s in specs[i + 1:])
     if not per_step and rs and not pooled:
         raise ctx.error(f"model.layers[{i}].return_sequences", "the data have one target per sequence; "
-                        "the last recurrent layer needs return_sequences = false (or add an Attention layer)")
+                        "the last recurrent layer needs return_sequences = false (or add an Attention or "
+                        "GlobalAveragePooling1D layer)")
 
 
 def resolve_layers(model_cfg: dict, meta: dict, path: str | os.PathLike | None = None) -> list[dict]:

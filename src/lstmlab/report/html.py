@@ -20,6 +20,7 @@ import datetime as _dt
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -284,8 +285,9 @@ def _gradient_flow(run: RunData, model, examples) -> list[str]:
     return body
 
 
-def build_html(run_dir: str | os.PathLike, examples: int = 3, title: str | None = None) -> str:
-    """The report page for ``run_dir`` as one HTML string."""
+def build_html(run_dir: str | os.PathLike, examples: int = 3, title: str | None = None,
+               extra: Sequence[Section] = ()) -> str:
+    """The report page for ``run_dir`` as one HTML string; ``extra`` sections (e.g. the doctor's) come first."""
     run = read_run(run_dir)
     models, errors = load_models(run)
     first = next(iter(models.values()), None)
@@ -295,7 +297,7 @@ def build_html(run_dir: str | os.PathLike, examples: int = 3, title: str | None 
             ex, why = load_examples(run, examples)
         except Exception as exc:  # noqa: BLE001
             ex, why = None, f"loading the data failed ({type(exc).__name__}: {exc})"
-    sections = [
+    sections = list(extra) + [
         guard("summary", "Summary and test metrics", lambda: _summary(run)),
         guard("curves", "Training curves", lambda: _curves(run)),
         guard("gradients", "Gradient health", lambda: _health(run, first, ex)),
@@ -323,12 +325,13 @@ def build_html(run_dir: str | os.PathLike, examples: int = 3, title: str | None 
     return "\n".join(parts)
 
 
-def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, examples: int = 3) -> Path:
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, examples: int = 3,
+                 extra: Sequence[Section] = ()) -> Path:
     """Write the self-contained HTML report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``).
 
     Returns the path written.  Missing inputs become notes in the page, never errors; only a
     ``run_dir`` that does not exist raises (``FileNotFoundError``).
     """
-    page = build_html(run_dir, examples=examples)
+    page = build_html(run_dir, examples=examples, extra=extra)
     rd = RunDir(run_dir)
     return rd.write_text(Path(out) if out is not None else rd.report, page)

@@ -1,0 +1,195 @@
+"""Layers that reshape or summarise the time axis: they shorten or bypass the gradient path.
+
+* :class:`Patch` (``{type = "Patch", size = 4}``): ``k`` consecutive steps become one step of
+  ``k * F`` features, so a recurrent layer after it runs ``ceil(T / k)`` steps and its gradient
+  crosses ``k`` times fewer steps.  Sequences are right-padded with zeros to a multiple of ``k``;
+  with ``lengths`` (or a mask) the steps after each sequence's end are zeroed first and the new
+  lengths are ``ceil(len / k)``.
+* :class:`Unpatch` (``{type = "Unpatch", size = 4, steps = T}``): the inverse for per-step targets:
+  ``(B, S, k * H)`` -> ``(B, S * k, H)`` cut to ``steps``.  With ``causal = true`` (the default)
+  the outputs of patch ``j`` come from the recurrent state *before* patch ``j`` (the one after
+  patch ``j - 1``; zeros for the first), so no output sees an input step that comes after it.
+* :class:`GlobalAveragePooling1D` (Keras's name): the mean over the valid steps; every step gets
+  a direct path to the loss (a readout that does not rely on the last state alone).
+* :class:`SeriesNorm` (``{type = "SeriesNorm"}``): per-series, per-channel standardisation over
+  the valid steps (the UCR convention: each series has mean 0 and standard deviation 1).
+
+A layer that changes the time axis declares ``output_lengths(lengths)``; ``Sequential`` calls it
+to carry the sequence lengths on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .layers import Layer, register_layer
+from .validation import InputError, check_lengths
+
+__all__ = ["Patch", "Unpatch", "GlobalAveragePooling1D", "SeriesNorm", "valid_mask"]
+
+
+def _positive_int(arg: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{arg}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _check_3d(name: str, x) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 3 or not x.is_floating_point():
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise InputError(f"{name} input: expected a 3-D float (batch, time, features) tensor, got {shape}")
+
+
+def valid_mask(lengths: torch.Tensor | None, batch: int, steps: int, device) -> torch.Tensor | None:
+    """(B, T) bool mask of the valid steps of right-padded sequences (None: all valid)."""
+    if lengths is None:
+        return None
+    return torch.arange(steps, device=device).unsqueeze(0) < lengths.to(device).unsqueeze(1)
+
+
+def _lengths(x: torch.Tensor, lengths) -> torch.Tensor | None:
+    if lengths is None:
+        return None
+    return check_lengths("lengths", lengths, x.shape[0], x.shape[1])
+
+
+@register_layer
+class Patch(Layer):
+    """``k`` consecutive steps as one step: ``(B, T, F)`` -> ``(B, ceil(T/k), k*F)`` (see the module doc).
+
+    Helps when a long sequence makes the gradient vanish on its way back: the recurrent layer
+    after it sees ``k`` times fewer steps (for chrono initialisation, use ``T / k`` as its
+    ``chrono_max_len``)."""
+
+    uses_lengths = True
+
+    def __init__(self, size: int, name: str | None = None) -> None:
+        super().__init__(name)
+        self.size = _positive_int("size", size)
+        self.built = True
+
+    def forward(self, x: torch.Tensor, mask=None, lengths=None) -> torch.Tensor:
+        _check_3d(self.name, x)
+        b, t, f = x.shape
+        lengths = _lengths(x, lengths)
+        valid = valid_mask(lengths, b, t, x.device)
+        if valid is not None:
+            x = x * valid.unsqueeze(-1).to(x.dtype)
+        pad = (-t) % self.size
+        if pad:
+            x = torch.cat([x, x.new_zeros(b, pad, f)], dim=1)
+        return x.reshape(b, (t + pad) // self.size, self.size * f)
+
+    def output_lengths(self, lengths: torch.Tensor | None) -> torch.Tensor | None:
+        """``ceil(len / k)`` per sequence."""
+        return None if lengths is None else torch.div(lengths + self.size - 1, self.size, rounding_mode="floor")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "size": self.size}
+
+
+@register_layer
+class Unpatch(Layer):
+    """``(B, S, k*H)`` -> ``(B, S*k, H)`` cut to ``steps``: per-step outputs after a :class:`Patch`.
+
+    ``causal=True`` shifts the patches by one, so the outputs of a patch never depend on its own
+    (later) input steps; put a ``Dense(k * H)`` before it to give each of the ``k`` steps its own
+    features."""
+
+    uses_lengths = True
+
+    def __init__(self, size: int, steps: int | None = None, causal: bool = True, name: str | None = None) -> None:
+        super().__init__(name)
+        self.size = _positive_int("size", size)
+        self.steps = None if steps is None else _positive_int("steps", steps)
+        self.causal = bool(causal)
+        self.built = True
+
+    def forward(self, x: torch.Tensor, mask=None, lengths=None) -> torch.Tensor:
+        _check_3d(self.name, x)
+        b, s, kh = x.shape
+        if kh % self.size:
+            raise InputError(f"{self.name} input: expected a feature size divisible by size={self.size}, "
+                             f"got {kh} (put a Dense layer with a multiple of {self.size} units before it)")
+        if self.causal:
+            x = torch.cat([x.new_zeros(b, 1, kh), x[:, :-1]], dim=1)
+        out = x.reshape(b, s * self.size, kh // self.size)
+        return out if self.steps is None else out[:, :self.steps]
+
+    def output_lengths(self, lengths: torch.Tensor | None) -> torch.Tensor | None:
+        """``len * k`` (at most ``steps``)."""
+        if lengths is None:
+            return None
+        out = lengths * self.size
+        return out if self.steps is None else out.clamp(max=self.steps)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "size": self.size, "steps": self.steps, "causal": self.causal}
+
+
+@register_layer
+class GlobalAveragePooling1D(Layer):
+    """The mean over the valid time steps: ``(B, T, H)`` -> ``(B, H)`` (Keras's name, mask-aware).
+
+    A readout over all steps: each step's output has a direct path to the loss, which helps when
+    the information sits early in a long sequence."""
+
+    uses_lengths = True
+    pools_time = True
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name)
+        self.built = True
+
+    def forward(self, x: torch.Tensor, mask=None, lengths=None) -> torch.Tensor:
+        _check_3d(self.name, x)
+        lengths = _lengths(x, lengths)
+        valid = valid_mask(lengths, x.shape[0], x.shape[1], x.device)
+        if valid is None:
+            return x.mean(dim=1)
+        w = valid.to(x.dtype).unsqueeze(-1)
+        return (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+
+    def compute_mask(self, x, mask):
+        return None
+
+    def output_lengths(self, lengths: torch.Tensor | None) -> None:
+        return None  # the time axis is gone
+
+
+@register_layer
+class SeriesNorm(Layer):
+    """Per-series z-normalisation: each sequence and channel gets mean 0 and standard deviation 1
+    over its valid steps (padding stays 0).  ``epsilon`` keeps a constant channel finite.
+
+    The UCR convention for time-series classification: the shape of a series matters, not its
+    offset or scale.  Not for tasks whose target depends on absolute values (e.g. the adding
+    problem)."""
+
+    uses_lengths = True
+
+    def __init__(self, epsilon: float = 1e-8, name: str | None = None) -> None:
+        super().__init__(name)
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0 \
+                or not math.isfinite(epsilon):
+            raise ValueError(f"epsilon: expected a positive number, got {epsilon!r}")
+        self.epsilon = float(epsilon)
+        self.built = True
+
+    def forward(self, x: torch.Tensor, mask=None, lengths=None) -> torch.Tensor:
+        _check_3d(self.name, x)
+        lengths = _lengths(x, lengths)
+        valid = valid_mask(lengths, x.shape[0], x.shape[1], x.device)
+        w = torch.ones_like(x[..., :1]) if valid is None else valid.to(x.dtype).unsqueeze(-1)
+        n = w.sum(dim=1, keepdim=True).clamp_min(1.0)
+        mean = (x * w).sum(dim=1, keepdim=True) / n
+        var = (((x - mean) * w) ** 2).sum(dim=1, keepdim=True) / n
+        return (x - mean) / torch.sqrt(var + self.epsilon) * w
+
+    def output_lengths(self, lengths: torch.Tensor | None) -> torch.Tensor | None:
+        return lengths
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "epsilon": self.epsilon}
