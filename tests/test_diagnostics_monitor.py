@@ -236,7 +236,7 @@ def test_invalid_arguments():
     with pytest.raises(ValueError, match="every"):
         GradientMonitor(every=0)
     with pytest.raises(ValueError, match="on_vanishing"):
-        GradientMonitor(on_vanishing="fix")
+        GradientMonitor(on_vanishing="repair")
     with pytest.raises(ValueError, match="on_nan"):
         GradientMonitor(on_nan="explode")
     GradientMonitor(on_slow_loss=None)

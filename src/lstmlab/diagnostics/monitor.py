@@ -8,19 +8,32 @@ import warnings
 
 import torch
 
+from .. import initializers
 from ..callbacks import Callback
 from ..layers import RNNLayer
 from . import detectors, remedies
-from .diagnose import build_report
+from .diagnose import build_report, directions
 from .report import GradientReport
 
 _ACTIONS = {
-    "on_vanishing": ("warn", "stop", "ignore"),
+    "on_vanishing": ("warn", "stop", "fix", "ignore"),
     "on_exploding": ("warn", "stop", "fix", "ignore"),
     "on_nan": ("warn", "stop", "fix", "ignore"),
     "on_slow_loss": ("warn", "stop", "ignore"),
     "on_param_growth": ("warn", "stop", "fix", "ignore"),
 }
+
+
+def chrono_in_place(layer: RNNLayer, steps: int, seed: int = 0) -> None:
+    """Set an LSTM's forget-gate biases to the chrono initialisation for ``steps`` (input gate: minus
+    that), as ``bias_initializer="chrono"`` would have; the other weights stay as trained."""
+    h = layer.units
+    gen = torch.Generator().manual_seed(int(seed))
+    bf = initializers.chrono_bias(h, max(3, int(steps)), gen).to(layer.bias_ih.dtype).to(layer.bias_ih.device)
+    with torch.no_grad():
+        layer.bias_ih[h:2 * h] = bf
+        layer.bias_ih[0:h] = -bf
+        layer.bias_hh[0:2 * h] = 0.0
 
 
 class GradientWarning(UserWarning):
@@ -40,7 +53,13 @@ class GradientMonitor(Callback):
 
     * ``on_vanishing`` / ``on_exploding``: the sampled step's verdict (thresholds in
       :mod:`lstmlab.diagnostics.detectors`).  ``"fix"`` for exploding switches on
-      ``model.global_clipnorm = clip_to`` (1.0) and records a ``"clip"`` event.  When the loss
+      ``model.global_clipnorm = clip_to`` (1.0) and records a ``"clip"`` event.  ``"fix"`` for
+      vanishing waits until the loss has plateaued (it fell by less than ``slow_loss_drop`` over
+      the last ``slow_loss_steps`` steps), then moves the forget/input-gate biases of every LSTM
+      direction that is vanishing to the chrono initialisation for the steps it runs (a
+      ``"chrono"`` event); what cannot be changed in place (a SimpleRNN or GRU, an LSTM already
+      chrono-initialised, a sequence too long for any bias) gets a ``"doctor"`` event naming the
+      treatment to run (``lstmlab doctor``).  Each layer is treated at most once.  When the loss
       reads every step the training profile includes each step's own loss term, so vanishing is
       seen less readily than with :func:`lstmlab.diagnose`, which isolates the end step's loss.
     * ``on_nan``: checked on *every* step (loss and gradients).  ``"fix"``: restore the last good
@@ -106,6 +125,7 @@ class GradientMonitor(Callback):
         self._sampling = False
         self._flags: list[tuple[RNNLayer, bool]] = []
         self._writer = None
+        self._treated: set[int] = set()
 
     def _rnns(self) -> list[RNNLayer]:
         return [m for m in self.model.modules() if isinstance(m, RNNLayer)]
@@ -231,7 +251,9 @@ class GradientMonitor(Callback):
 
     def _fix(self, kind: str, step: int) -> None:
         model = self.model
-        if kind == "exploding":
+        if kind == "vanishing":
+            self._fix_vanishing(step)
+        elif kind == "exploding":
             if getattr(model, "global_clipnorm", None) is None and getattr(model, "clipnorm", None) is None:
                 model.global_clipnorm = self.clip_to
                 self._events().append({"step": step, "event": "clip", "global_clipnorm": self.clip_to})
@@ -241,6 +263,33 @@ class GradientMonitor(Callback):
                 for g in opt.param_groups:
                     g["weight_decay"] = g.get("weight_decay") or 1e-4
                 self._events().append({"step": step, "event": "weight_decay", "weight_decay": 1e-4})
+
+    def _plateau(self) -> bool:
+        """The loss fell by less than ``slow_loss_drop`` over the last ``slow_loss_steps`` steps."""
+        n = self.slow_loss_steps
+        return len(self._losses) >= n and detectors.slow_loss(self._losses[-n:], n, self.slow_loss_drop)[0]
+
+    def _fix_vanishing(self, step: int) -> None:
+        """Chrono biases in place for vanishing LSTM directions once the loss has plateaued; else name the
+        doctor's treatment (once per layer)."""
+        report = self.last_report
+        if report is None or not self._plateau():
+            return
+        by_name = {d.name: d.layer for d in directions(self.model)}
+        for name, d in report.decay.items():
+            layer = by_name.get(name)
+            if d.get("verdict") != "vanishing" or layer is None or id(layer) in self._treated:
+                continue
+            self._treated.add(id(layer))
+            steps = int(report.layers.get(name, {}).get("steps") or 0)
+            if layer.cell == "lstm" and layer.bias_initializer != "chrono" and layer.use_bias and steps >= 3:
+                chrono_in_place(layer, steps, step)
+                self._events().append({"step": step, "event": "chrono", "layer": name, "chrono_max_len": steps})
+                continue
+            what = remedies.doctor_treatment(layer.cell, steps)
+            self._events().append({"step": step, "event": "doctor", "layer": name, "treatment": what})
+            warnings.warn(f"lstmlab GradientMonitor: step {step}: {name} keeps losing the gradient and cannot be "
+                          f"fixed in place; run lstmlab doctor (treatment: {what})", GradientWarning, stacklevel=4)
 
     def _take_snapshot(self, step: int) -> None:
         if self.actions["nan"] != "fix":

@@ -32,6 +32,18 @@ def tbptt(steps: int) -> str:
     return f"fit(..., tbptt={max(1, min(int(steps), max(10, int(steps) // 4)))})"
 
 
+def doctor_treatment(cell: str, steps: int) -> str:
+    """The doctor's treatment for a layer that keeps losing the gradient (what the GradientMonitor names
+    when it cannot fix the layer in place)."""
+    k = max(2, -(-int(steps) // 50))
+    patch = f"Patch(size={k}) before it, then {chrono(-(-int(steps) // k))}" if steps >= 100 else chrono(steps)
+    if cell == "rnn":
+        return f"{REPLACE_RNN}: {patch}"
+    if cell == "gru":
+        return f"replace GRU with an LSTM: {patch}"
+    return patch
+
+
 def _unique(items: list[str]) -> list[str]:
     seen: set[str] = set()
     return [s for s in items if not (s in seen or seen.add(s))]

@@ -98,7 +98,9 @@ class ProbeStudy:
 
     def open(self, probe: Probe) -> None:
         """A running trial for ``probe``."""
-        trial = self.study.ask()
+        with warnings.catch_warnings():  # optuna: heartbeats are meant for Study.optimize (one worker here)
+            warnings.simplefilter("ignore")
+            trial = self.study.ask()
         for k, v in (("candidate", probe.label), ("index", probe.index), ("reason", probe.candidate.reason),
                      ("treatments", [t.to_dict() for t in probe.candidate.treatments]),
                      ("run_dir", str(probe.rd.root))):
@@ -117,13 +119,18 @@ class ProbeStudy:
                      ("epochs", s.epochs), ("trained_s", round(probe.trained_s, 1)), ("val", s.val)):
             probe.trial.set_user_attr(k, _finite(v))
 
+    def _tell(self, trial, value: float | None = None, state=None) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.study.tell(trial, value, state=state)
+
     def prune(self, probe: Probe, rung: int, why: str) -> None:
         from optuna.trial import TrialState
 
         probe.pruned_at, probe.reason = rung, why
         if probe.trial is not None:
             probe.trial.set_user_attr("pruned", why)
-            self.study.tell(probe.trial, state=TrialState.PRUNED)
+            self._tell(probe.trial, state=TrialState.PRUNED)
             probe.trial = None
 
     def complete(self, probe: Probe) -> None:
@@ -133,9 +140,9 @@ class ProbeStudy:
             return
         s = probe.last
         if s is not None and math.isfinite(s.key):
-            self.study.tell(probe.trial, float(s.key))
+            self._tell(probe.trial, float(s.key))
         else:
-            self.study.tell(probe.trial, state=TrialState.FAIL)
+            self._tell(probe.trial, state=TrialState.FAIL)
         probe.trial = None
 
 
