@@ -13,7 +13,7 @@ import torch
 
 import lstmlab as ll
 from lstmlab.config import build_layers, resolve_layers, validate
-from lstmlab.doctor import Candidate, DataFacts, Diagnosis, apply, candidates, headline, treatment
+from lstmlab.doctor import Candidate, DataFacts, Diagnosis, apply, headline, propose, treatment
 from lstmlab.doctor.treatments import effective_steps
 
 
@@ -173,26 +173,26 @@ def _labels(cands: list[Candidate]) -> list[str]:
 
 
 def test_candidates_for_a_vanishing_lstm_follow_the_length_of_the_data():
-    long = _labels(candidates(_diag("vanishing"), _facts(steps=400)))
+    long = _labels(propose(_diag("vanishing"), _facts(steps=400)))
     assert long[0] == "plain"
     assert "patch(8) + chrono" in long and "patch(34) + chrono" in long   # ceil(400/50), ceil(400/12)
     assert "chrono" not in long                                          # 400 steps unpatched: too slow
-    short = _labels(candidates(_diag("vanishing"), _facts(steps=100, kind="classification", classes=4,
+    short = _labels(propose(_diag("vanishing"), _facts(steps=100, kind="classification", classes=4,
                                                           continuous=False), limit=10))
     assert "patch(2) + chrono" in short and "chrono" in short
     assert "patch(2) + chrono + readout(attention)" in short and not any("series_norm" in c for c in short)
-    ucr = _labels(candidates(_diag("vanishing"), _facts(steps=300, kind="classification", classes=3)))
+    ucr = _labels(propose(_diag("vanishing"), _facts(steps=300, kind="classification", classes=3)))
     assert ucr[1] == "series_norm + patch(6) + chrono"
 
 
 def test_candidates_for_other_diagnoses():
-    rnn = _labels(candidates(_diag("vanishing", cells=("rnn",)), _facts(steps=100), limit=10))
+    rnn = _labels(propose(_diag("vanishing", cells=("rnn",)), _facts(steps=100), limit=10))
     assert rnn[1] == "cell(GRU)" and "cell(LSTM) + patch(2) + chrono" in rnn and "cell(IRNN)" in rnn
-    boom = _labels(candidates(_diag("exploding", clipped=False), _facts(steps=100)))
+    boom = _labels(propose(_diag("exploding", clipped=False), _facts(steps=100)))
     assert boom[:3] == ["plain", "clip(1)", "clip(1) + learning_rate(0.3)"]
-    fine = _labels(candidates(_diag("healthy", learned=True), _facts(steps=20)))
+    fine = _labels(propose(_diag("healthy", learned=True), _facts(steps=20)))
     assert fine == ["plain", "learning_rate(3)", "width(2)", "depth(2)"]
-    assert len(candidates(_diag("vanishing"), _facts(steps=400), limit=3)) == 3
+    assert len(propose(_diag("vanishing"), _facts(steps=400), limit=3)) == 3
 
 
 def test_headline_summarises_the_whole_training():

@@ -31,15 +31,18 @@ from .layers import (
     Dense,
     Dropout,
     Embedding,
+    GlobalAveragePooling1D,
     Layer,
     Masking,
+    Patch,
+    SeriesNorm,
     SimpleRNN,
+    Unpatch,
     explain,
 )
 from .model import Sequential, load_model
 from .optim import SGD, Adam, AdamW, RMSprop
 from .saving import ModelFileError
-from .timeaxis import GlobalAveragePooling1D, Patch, SeriesNorm, Unpatch
 from .tracing import trace
 from .validation import InputError
 

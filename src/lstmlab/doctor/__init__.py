@@ -22,13 +22,13 @@ import sys
 import types
 
 from .api import DoctorSettings, doctor
-from .candidates import Candidate, candidates
+from .candidates import Candidate, propose
 from .diagnosis import Diagnosis, headline, headline_text
 from .facts import DataFacts, facts_from_splits
 from .study import DoctorError
 from .treatments import WHEN, Treatment, apply, treatment
 
-__all__ = ["doctor", "DoctorSettings", "DoctorError", "Candidate", "candidates", "Diagnosis", "headline",
+__all__ = ["doctor", "DoctorSettings", "DoctorError", "Candidate", "propose", "Diagnosis", "headline",
            "headline_text", "DataFacts", "facts_from_splits", "Treatment", "treatment", "apply", "WHEN"]
 
 

@@ -30,7 +30,7 @@ import torch
 from ..config import ConfigError, validate
 from ..run import RunDir
 from . import report
-from .candidates import Candidate, candidates
+from .candidates import Candidate, propose
 from .diagnosis import Diagnosis, headline, learned
 from .plan import Plan, make_plan
 from .probe import EPOCH_CAP, Probe
@@ -126,7 +126,7 @@ def _run(plan: Plan, rd: RunDir, ps: ProbeStudy, budget: Budget, s: DoctorSettin
     out(f"diagnosis: {diag.text}; end of probe: {diag.end_verdict or '-'}"
         + (f", decay 10^{diag.decay:+.1f}" if diag.decay is not None else "")
         + f"; {'learning' if diag.learned else 'not better than the memoryless baseline'}", flush=True)
-    cands = candidates(diag, f, s.max_candidates)
+    cands = propose(diag, f, s.max_candidates)
     probes = [plain] + [_probe(plan, rd, i, c) for i, c in enumerate(cands[1:], start=1)]
     for p in probes[1:]:
         out(f"candidate {p.index}: {p.label} ({p.candidate.reason})", flush=True)

@@ -28,7 +28,7 @@ from .diagnosis import Diagnosis
 from .facts import DataFacts
 from .treatments import Treatment, treatment
 
-__all__ = ["Candidate", "candidates", "PATCH_STEPS", "COARSE_STEPS", "CHRONO_ALONE_MAX"]
+__all__ = ["Candidate", "propose", "PATCH_STEPS", "COARSE_STEPS", "CHRONO_ALONE_MAX"]
 
 PATCH_STEPS = 50        # recurrent steps after patching (adding T=400/1000, UCR sets of 150-430 steps)
 COARSE_STEPS = 12       # a coarser patch (the copy task was solved at ~12 recurrent steps)
@@ -123,7 +123,7 @@ def _healthy(diag: Diagnosis, facts: DataFacts) -> list[Candidate]:
     return out
 
 
-def candidates(diag: Diagnosis, facts: DataFacts, limit: int = 6) -> list[Candidate]:
+def propose(diag: Diagnosis, facts: DataFacts, limit: int = 6) -> list[Candidate]:
     """The plain config and the treatments the diagnosis and the data call for (see the module doc)."""
     out = [Candidate((), "the config as given")]
     if diag.exploding:

@@ -24,16 +24,10 @@ import math
 
 import torch
 
-from .layers import Layer, register_layer
-from .validation import InputError, check_lengths
+from ..validation import InputError, check_lengths
+from .base import Layer, check_positive_int
 
 __all__ = ["Patch", "Unpatch", "GlobalAveragePooling1D", "SeriesNorm", "valid_mask"]
-
-
-def _positive_int(arg: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{arg}: expected a positive integer, got {value!r}")
-    return value
 
 
 def _check_3d(name: str, x) -> None:
@@ -55,7 +49,6 @@ def _lengths(x: torch.Tensor, lengths) -> torch.Tensor | None:
     return check_lengths("lengths", lengths, x.shape[0], x.shape[1])
 
 
-@register_layer
 class Patch(Layer):
     """``k`` consecutive steps as one step: ``(B, T, F)`` -> ``(B, ceil(T/k), k*F)`` (see the module doc).
 
@@ -67,7 +60,7 @@ class Patch(Layer):
 
     def __init__(self, size: int, name: str | None = None) -> None:
         super().__init__(name)
-        self.size = _positive_int("size", size)
+        self.size = check_positive_int("size", size)
         self.built = True
 
     def forward(self, x: torch.Tensor, mask=None, lengths=None) -> torch.Tensor:
@@ -90,7 +83,6 @@ class Patch(Layer):
         return {**super().get_config(), "size": self.size}
 
 
-@register_layer
 class Unpatch(Layer):
     """``(B, S, k*H)`` -> ``(B, S*k, H)`` cut to ``steps``: per-step outputs after a :class:`Patch`.
 
@@ -102,8 +94,8 @@ class Unpatch(Layer):
 
     def __init__(self, size: int, steps: int | None = None, causal: bool = True, name: str | None = None) -> None:
         super().__init__(name)
-        self.size = _positive_int("size", size)
-        self.steps = None if steps is None else _positive_int("steps", steps)
+        self.size = check_positive_int("size", size)
+        self.steps = None if steps is None else check_positive_int("steps", steps)
         self.causal = bool(causal)
         self.built = True
 
@@ -129,7 +121,6 @@ class Unpatch(Layer):
         return {**super().get_config(), "size": self.size, "steps": self.steps, "causal": self.causal}
 
 
-@register_layer
 class GlobalAveragePooling1D(Layer):
     """The mean over the valid time steps: ``(B, T, H)`` -> ``(B, H)`` (Keras's name, mask-aware).
 
@@ -159,7 +150,6 @@ class GlobalAveragePooling1D(Layer):
         return None  # the time axis is gone
 
 
-@register_layer
 class SeriesNorm(Layer):
     """Per-series z-normalisation: each sequence and channel gets mean 0 and standard deviation 1
     over its valid steps (padding stays 0).  ``epsilon`` keeps a constant channel finite.
