@@ -97,7 +97,7 @@ def summary(plan, diag: Diagnosis, probes: list, winner, answer, plain, time_s: 
 
 def result_line(s: dict[str, Any]) -> dict[str, Any]:
     """The JSON object ``lstmlab doctor`` prints last."""
-    keep = ("remedies", "verdict", "health", "val", "test")
+    keep = ("remedies", "verdict", "health", "val", "test", "epochs")
     return {"before": {k: s["before"].get(k) for k in keep[1:]}, "after": {k: s["after"].get(k) for k in keep},
             "probes": len(s["probes"]), "time_s": s["time_s"], "message": s["message"],
             "best_toml": s.get("best_toml")}
