@@ -34,7 +34,7 @@ from .config import build_layers
 from .data import load
 from .demo_page import format_table, plot_decay, plot_gradients, plot_losses, write_html
 from .diagnostics import GradientMonitor, diagnose
-from .doctor import Diagnosis, apply, facts_from_splits, headline, propose
+from .doctor import Diagnosis, apply, facts_from_splits, headline, headline_text, propose
 from .doctor.diagnosis import learned
 from .engine import fused_module
 from .model import Sequential
@@ -163,7 +163,7 @@ def prescribe(plain: dict, s: DemoSettings, data) -> tuple[str, list[dict], str]
 
 
 def _row(name: str, r: dict, label: str | None = None) -> dict:
-    verdict, text = headline(r["counts"])
+    verdict, text = headline(r["counts"])[0], headline_text(r["counts"])
     return {"model": name, "label": label or name, "params": r["params"], "test_accuracy": r["test_accuracy"],
             "test_loss": r["test_loss"], "decay_start": r["start"].worst_decay(), "decay_end": r["end"].worst_decay(),
             "verdict_start": r["start"].verdict, "verdict": verdict, "health": text,
