@@ -145,3 +145,28 @@ def test_a_study_that_holds_probes_is_refused(tiny_run, tmp_path, capsys):
     db = f"sqlite:///{root / 'run' / 'study.db'}"
     _fails(["doctor", str(root / "tiny.toml"), "--run-dir", str(tmp_path / "r"), "--storage", db, "--study", "doctor"],
            capsys, "--study doctor", "already holds")
+
+
+@pytest.mark.slow
+def test_doctor_solves_temporal_order_from_a_plain_config(tmp_path):
+    """The plain LSTM stays at chance on temporal order T=100 (benchmarks/RESULTS.md); the doctor's
+    answer reaches >= 0.99 test accuracy within 10 minutes (benchmarks/doctor.py has the full rows)."""
+    cfg = tmp_path / "to4.toml"
+    cfg.write_text("""[data]
+source = "temporal-order"
+length = 100
+classes = 4
+n_train = 20000
+
+[model]
+layers = [{type = "LSTM", units = 64}, {type = "Dense"}]
+
+[train]
+batch_size = 64
+learning_rate = 3e-3
+clipnorm = 1.0
+""")
+    result = ll.doctor(cfg, tmp_path / "run", budget_minutes=10, out=lambda *a, **k: None,
+                       settings=DoctorSettings(threads=1))
+    assert result["before"]["test"]["accuracy"] < 0.5 and result["before"]["verdict"] == "vanishing"
+    assert result["after"]["test"]["accuracy"] >= 0.99 and result["after"]["remedies"]
