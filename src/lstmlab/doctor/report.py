@@ -63,7 +63,11 @@ def _why(winner, probes: list, metric: str) -> str:
                      f"{fmt((theirs.val or {}).get(name))} for {p.label} ({theirs.verdict or '-'} gradients)")
     health = headline_text(_all_counts(winner))
     decay = f", decay 10^{s.decay:+.1f} over the sequence" if s.decay is not None else ""
-    lead = f"{winner.label} ranked first on validation {metric}"
+    lead = f"{winner.label} ranked first on {metric}"
+    tied = [p for p in rivals if (p.last.val or {}).get(name) == (s.val or {}).get(name) and p.last.val]
+    if tied and metric == "val_accuracy":
+        lead += (f" (tied at {fmt((s.val or {}).get(name))} with {len(tied)} other probe(s); its lower validation "
+                 f"loss, {fmt((s.val or {}).get('loss'))}, broke the tie)")
     return lead + ("; " + "; ".join(parts) if parts else "") + f". Its gradients: {health}{decay}."
 
 
@@ -76,7 +80,12 @@ def _message(answer, winner, plain, facts, metric: str, n: int) -> str:
         msg = (f"The doctor could not improve on the plain config: none of the {n - 1} treatments scored better "
                f"on validation {metric} within the budget.")
     else:
-        msg = f"Treated with {answer.label}."
+        name = metric.removeprefix("val_")
+        b, a = (plain.last.val or {}).get(name) if plain.last else None, (after or {}).get(name)
+        bt = (plain.last.test or {}).get(name) if plain.last else None
+        at = (answer.last.test or {}).get(name) if answer.last else None
+        msg = (f"Treated with {answer.label}: validation {name} {fmt(b)} -> {fmt(a)}, test {name} {fmt(bt)} -> "
+               f"{fmt(at)}.")
     if not learned(after, facts, metric):
         base = facts.baseline_loss()
         msg += (" The task is not solved: the result is no better than a model without memory"
@@ -123,7 +132,8 @@ def _probe_rows(s: dict[str, Any]) -> list[list[Any]]:
         last = sl[-1] if sl else {}
         decay = last.get("decay")
         outcome = (f"pruned at rung {p['pruned_at']}" if p["pruned_at"] is not None
-                   else "answer" if p["label"] == s["answer"] else "winner" if p["label"] == s["winner"] else "kept")
+                   else "answer" if p["label"] == s["answer"] else "winner" if p["label"] == s["winner"]
+                   else "not pruned (probing ended)")
         rows.append([p["index"], p["label"], p["reason"], scores, headline_text(counts) if counts else "-",
                      "-" if decay is None else f"10^{decay:+.1f}",
                      "-" if last.get("slope") is None else f"{last['slope']:+.2%}", p["trained_s"], outcome])
