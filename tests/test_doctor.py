@@ -15,6 +15,7 @@ import lstmlab as ll
 from lstmlab import cli
 from lstmlab.doctor import Candidate, DataFacts, DoctorSettings
 from lstmlab.doctor.api import _final
+from lstmlab.doctor.diagnosis import clearly_better
 from lstmlab.doctor.probe import Probe, Slice, score_key
 from lstmlab.doctor.study import Budget, rank
 
@@ -99,11 +100,23 @@ def _probe(tmp_path: Path, index: int, val_loss: float, test_loss: float, label:
 def test_a_winner_that_ends_below_the_plain_config_gives_way_to_it(tmp_path):
     plain, winner = _probe(tmp_path, 0, 0.10, 0.10), _probe(tmp_path, 1, 0.12, 0.01, "width")
     spent = Budget(end=time.monotonic() - 1, probe_end=time.monotonic() - 1)
-    study = SimpleNamespace(complete=lambda p: None)
-    answer = _final(None, study, winner, plain, spent, lambda *a, **k: None)
+    study, plan = SimpleNamespace(complete=lambda p: None), SimpleNamespace(facts=FACTS, metric="val_loss")
+    answer = _final(plan, study, winner, plain, spent, lambda *a, **k: None)
     assert answer is plain and plain.fallback_from == winner.label  # the better test loss does not count
+    plain.fallback_from = None
+    noise = _probe(tmp_path, 3, 0.0995, 0.01, "width")  # 0.5% better: within the noise, not worth a change
+    assert _final(plan, study, noise, plain, spent, lambda *a, **k: None) is plain
     better = _probe(tmp_path, 2, 0.05, 0.2, "width")
-    assert _final(None, study, better, plain, spent, lambda *a, **k: None) is better
+    assert _final(plan, study, better, plain, spent, lambda *a, **k: None) is better
+
+
+def test_clearly_better_needs_more_than_the_noise_of_the_validation_split():
+    few = DataFacts(**{**FACTS.__dict__, "kind": "classification", "n_val": 9, "n_classes": 3})
+    assert not clearly_better({"accuracy": 6 / 9}, {"accuracy": 4 / 9}, few, "val_accuracy")  # two lucky series
+    many = DataFacts(**{**few.__dict__, "n_val": 25})
+    assert clearly_better({"accuracy": 1.0}, {"accuracy": 0.68}, many, "val_accuracy")
+    assert clearly_better({"loss": 0.05}, {"loss": 0.1}, FACTS, "val_loss")
+    assert not clearly_better({"loss": 0.099}, {"loss": 0.1}, FACTS, "val_loss")
 
 
 def test_probes_are_ranked_on_validation_never_on_test(tmp_path):

@@ -31,7 +31,7 @@ from ..config import ConfigError, validate
 from ..run import RunDir
 from . import report
 from .candidates import Candidate, propose
-from .diagnosis import Diagnosis, headline, learned
+from .diagnosis import Diagnosis, clearly_better, headline, learned
 from .plan import Plan, make_plan
 from .probe import EPOCH_CAP, Probe
 from .study import Budget, DoctorError, ProbeStudy, halve, rank, solved
@@ -172,7 +172,7 @@ def _final(plan: Plan, ps: ProbeStudy, winner: Probe, plain: Probe, budget: Budg
     more = int(max(0.0, 0.95 * budget.left() - overhead) // max(per_epoch, 1e-6))
     target = done + more
     status = (winner.last.status if winner.last else "")
-    perfect = plan is not None and plan.metric == "val_accuracy" and winner.last is not None \
+    perfect = plan.metric == "val_accuracy" and winner.last is not None \
         and (winner.last.val or {}).get("accuracy") == 1.0  # the kept (best) epoch cannot be beaten
     if more > 0 and status not in ("early_stopped", "completed") and not perfect:
         out(f"winner: {winner.label}; training on to epoch {target} (about {more * per_epoch:.0f} s) ...", flush=True)
@@ -182,11 +182,13 @@ def _final(plan: Plan, ps: ProbeStudy, winner: Probe, plain: Probe, budget: Budg
     winner.final_epochs = target
     ps.complete(winner)
     if winner is not plain and plain.last is not None and winner.last is not None \
-            and winner.last.key < plain.last.key:
-        out(f"never worse: {winner.label} ended below the plain config on validation; keeping the plain config",
-            flush=True)
+            and not clearly_better(winner.last.val, plain.last.val, plan.facts, plan.metric):
+        below = winner.last.key < plain.last.key
+        out(f"never worse: {winner.label} ended {'below' if below else 'within the noise of'} the plain config on "
+            "validation; keeping the plain config", flush=True)
         plain.final_epochs = plain.epochs_done()
         plain.fallback_from = winner.label
+        plain.fallback_why = "below" if below else "within noise"
         return plain
     return winner
 

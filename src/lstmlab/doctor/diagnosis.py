@@ -13,7 +13,7 @@ from typing import Any
 
 from .facts import DataFacts
 
-__all__ = ["Diagnosis", "headline", "headline_text", "learned", "SEVERITY"]
+__all__ = ["Diagnosis", "headline", "headline_text", "learned", "clearly_better", "SEVERITY"]
 
 SEVERITY = {"healthy": 0, "vanishing": 1, "exploding": 2}
 
@@ -50,6 +50,26 @@ def learned(val: dict | None, facts: DataFacts, metric: str) -> bool:
     if base is None or not isinstance(loss, (int, float)) or not math.isfinite(loss):
         return False
     return float(loss) < 0.9 * base
+
+
+def clearly_better(val: dict | None, plain: dict | None, facts: DataFacts, metric: str) -> bool:
+    """Whether a validation result beats the plain config's by more than the noise of the validation
+    split: accuracy by two standard errors of the plain accuracy over ``n_val`` samples (and at least
+    one and a half samples), the loss by 2 %.  A treatment that is not clearly better is not worth
+    the change: on a few dozen validation series, one or two lucky samples decide a plain ranking."""
+    if not isinstance(val, dict) or not isinstance(plain, dict):
+        return isinstance(val, dict)
+    if metric == "val_accuracy":
+        a, b = val.get("accuracy"), plain.get("accuracy")
+        if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+            return False
+        n = max(1, facts.n_val)
+        margin = max(1.5 / n, 2.0 * math.sqrt(max(b * (1.0 - b), 1.0 / n) / n))
+        return a - b > margin
+    a, b = val.get("loss"), plain.get("loss")
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not math.isfinite(a):
+        return False
+    return not math.isfinite(b) or a < 0.98 * b
 
 
 @dataclass

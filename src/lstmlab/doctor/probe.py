@@ -124,6 +124,7 @@ class Probe:
         self.reason: str | None = None
         self.final_epochs: int | None = None     # the epochs of best.toml when this probe is the answer
         self.fallback_from: str | None = None    # the winner this (plain) probe replaced (never-worse rule)
+        self.fallback_why: str | None = None     # "below" | "within noise"
 
     @property
     def label(self) -> str:

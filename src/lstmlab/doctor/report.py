@@ -74,8 +74,10 @@ def _why(winner, probes: list, metric: str) -> str:
 def _message(answer, winner, plain, facts, metric: str, n: int) -> str:
     after = answer.last.val if answer.last else None
     if answer.fallback_from:
-        msg = (f"The doctor could not help: the best treatment ({answer.fallback_from}) ended below the plain "
-               "config on validation, so the plain config stays.")
+        how = ("ended below" if answer.fallback_why == "below" else
+               f"was not clearly better than (within the noise of {facts.n_val} validation samples)")
+        msg = (f"The doctor could not help: the best treatment ({answer.fallback_from}) {how} the plain config on "
+               "validation, so the plain config stays.")
     elif answer is plain:
         msg = (f"The doctor could not improve on the plain config: none of the {n - 1} treatments scored better "
                f"on validation {metric} within the budget.")
