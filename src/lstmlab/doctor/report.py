@@ -74,10 +74,10 @@ def _why(winner, probes: list, metric: str) -> str:
 def _message(answer, winner, plain, facts, metric: str, n: int) -> str:
     after = answer.last.val if answer.last else None
     if answer.fallback_from:
-        how = ("ended below" if answer.fallback_why == "below" else
-               f"was not clearly better than (within the noise of {facts.n_val} validation samples)")
-        msg = (f"The doctor could not help: the best treatment ({answer.fallback_from}) {how} the plain config on "
-               "validation, so the plain config stays.")
+        how = ("ended below the plain config on validation" if answer.fallback_why == "below" else
+               "was not clearly better than the plain config on validation (the difference is within the noise "
+               f"of {facts.n_val} validation samples)")
+        msg = f"The doctor could not help: the best treatment ({answer.fallback_from}) {how}, so the plain config stays."
     elif answer is plain:
         msg = (f"The doctor could not improve on the plain config: none of the {n - 1} treatments scored better "
                f"on validation {metric} within the budget.")
@@ -133,9 +133,10 @@ def _probe_rows(s: dict[str, Any]) -> list[list[Any]]:
                 counts[v] = counts.get(v, 0) + n
         last = sl[-1] if sl else {}
         decay = last.get("decay")
-        outcome = (f"pruned at rung {p['pruned_at']}" if p["pruned_at"] is not None
-                   else "answer" if p["label"] == s["answer"] else "winner" if p["label"] == s["winner"]
-                   else "not pruned (probing ended)")
+        pruned = f"pruned at rung {p['pruned_at']}" if p["pruned_at"] is not None else None
+        outcome = ("answer" + (f" ({pruned}; kept by the never-worse rule)" if pruned else "")
+                   if p["label"] == s["answer"] else pruned or ("winner" if p["label"] == s["winner"]
+                                                                else "not pruned (probing ended)"))
         rows.append([p["index"], p["label"], p["reason"], scores, headline_text(counts) if counts else "-",
                      "-" if decay is None else f"10^{decay:+.1f}",
                      "-" if last.get("slope") is None else f"{last['slope']:+.2%}", p["trained_s"], outcome])
