@@ -77,7 +77,8 @@ def _message(answer, winner, plain, facts, metric: str, n: int) -> str:
         how = ("ended below the plain config on validation" if answer.fallback_why == "below" else
                "was not clearly better than the plain config on validation (the difference is within the noise "
                f"of {facts.n_val} validation samples)")
-        msg = f"The doctor could not help: the best treatment ({answer.fallback_from}) {how}, so the plain config stays."
+        msg = (f"The doctor could not help: the best treatment ({answer.fallback_from}) {how}, so the plain config "
+               "stays.")
     elif answer is plain:
         msg = (f"The doctor could not improve on the plain config: none of the {n - 1} treatments scored better "
                f"on validation {metric} within the budget.")
