@@ -5,7 +5,8 @@ The base config is the user's config with what the doctor needs made explicit: t
 (the data's default model when none is given), the learning rate, data file paths made absolute,
 the GradientMonitor switched on, and the weights of the best validation epoch kept
 (``checkpoint_monitor`` = the selection metric, ``early_stopping`` with ``restore_best_weights``
-and a patience no probe reaches), so that a probe's score is the score of the model it delivers.
+and a patience no probe reaches, in place of the user's early stopping: the budget decides how
+long a run trains), so that a probe's score is the score of the model it delivers.
 """
 
 from __future__ import annotations
@@ -53,14 +54,8 @@ def _train_section(raw_train: dict, resolved: dict, metric: str) -> dict:
     t = copy.deepcopy(raw_train)
     t["learning_rate"] = resolved["learning_rate"]
     t["checkpoint_monitor"] = metric
-    es = t.get("early_stopping")
-    if isinstance(es, dict):
-        es = {k: v for k, v in es.items() if k != "monitor"} | {"restore_best_weights": True}
-    elif isinstance(es, int) and not isinstance(es, bool) and es > 0:
-        es = {"patience": es, "restore_best_weights": True}
-    else:
-        es = {"patience": KEEP_BEST_PATIENCE, "restore_best_weights": True}
-    t["early_stopping"] = es
+    # the budget decides how long a run trains; a probe keeps its best validation epoch's weights
+    t["early_stopping"] = {"patience": KEEP_BEST_PATIENCE, "restore_best_weights": True}
     mon = t.get("monitor")
     if mon is False or (isinstance(mon, dict) and mon.get("enabled") is False):
         t["monitor"] = {}
