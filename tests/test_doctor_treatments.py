@@ -134,11 +134,18 @@ def test_patch_and_chrono_give_the_chrono_formula_for_the_steps_left():
 
 def test_per_step_patch_adds_a_causal_unpatch_head_and_readouts_need_sequence_targets():
     f = _facts(steps=120, kind="classification", target="per_step", continuous=False, classes=10)
-    base = {"model": {"layers": [{"type": "LSTM", "units": 16, "return_sequences": True}, {"type": "Dense"}]}}
+    base = {"data": {"source": "copy", "length": 100, "n_train": 4, "n_val": 2, "n_test": 2},
+            "model": {"layers": [{"type": "LSTM", "units": 16, "return_sequences": True}, {"type": "Dense"}]}}
     cfg = apply(base, f, [treatment("patch", 10), treatment("chrono")])
     assert [s["type"] for s in cfg["model"]["layers"]] == ["Patch", "LSTM", "Dense", "Unpatch", "Dense"]
     assert cfg["model"]["layers"][2]["units"] == 160 and cfg["model"]["layers"][3]["steps"] == 120
     assert cfg["model"]["layers"][1]["chrono_max_len"] == 12
+    model = _build(cfg, {"kind": "classification", "n_classes": 10, "target": "per_step"})
+    x = torch.zeros(2, 120, 10)
+    x[:, 5, 3] = 1.0  # an input at step 5 can only move outputs of later patches (causal Unpatch)
+    with torch.no_grad():
+        out = model(x) - model(torch.zeros(2, 120, 10))
+    assert out.shape == (2, 120, 10) and float(out[:, :10].abs().max()) == 0.0 and float(out[:, 10:].abs().max()) > 0
     with pytest.raises(ValueError, match="one target per step"):
         apply(base, f, [treatment("readout", "mean")])
 
