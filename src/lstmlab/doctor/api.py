@@ -168,8 +168,8 @@ def _probing(plan: Plan, ps: ProbeStudy, probes: list[Probe], budget: Budget, s:
 def _final(plan: Plan, ps: ProbeStudy, winner: Probe, plain: Probe, budget: Budget, out: Callable) -> Probe:
     """Train the winner on to the epochs the budget allows; the never-worse check; the answer."""
     done = winner.epochs_done()
-    per_epoch, overhead = winner.epoch_seconds()
-    more = int(max(0.0, 0.95 * budget.left() - overhead) // max(per_epoch, 1e-6))
+    per_epoch = winner.epoch_seconds()
+    more = int(max(0.0, 0.95 * budget.left()) // max(per_epoch, 1e-6))
     target = done + more
     status = (winner.last.status if winner.last else "")
     perfect = plan.metric == "val_accuracy" and winner.last is not None \

@@ -148,18 +148,13 @@ class Probe:
         self.rd.root.mkdir(parents=True, exist_ok=True)
         return self.rd.write_text(self.config_path, dumps_toml(self.config(epochs), header=header))
 
-    def epoch_seconds(self) -> tuple[float, float]:
-        """``(seconds per epoch, seconds of overhead per slice)`` from the probe's own records: the
-        epochs' training time (metrics.jsonl) and the rest of its last slice (loading, evaluation)."""
-        times = [float(r["time_s"]) for r in self.rd.read_jsonl(self.rd.metrics)
-                 if isinstance(r.get("time_s"), (int, float))]
-        if not times or self.last is None:
-            done = max(1, self.epochs_done())
-            return self.trained_s / done, 0.0
-        per_epoch = float(np.mean(times[-5:]))
-        n_last = self.last.epochs - (self.slices[-2].epochs if len(self.slices) > 1 else 0)
-        overhead = max(0.0, self.last.seconds - sum(times[-n_last:])) if n_last > 0 else 0.0
-        return per_epoch, overhead
+    def epoch_seconds(self) -> float:
+        """Wall seconds per epoch over the probe's last slice, everything included (validation, checkpoints,
+        the slice's start): a cautious rate for planning the rest of the budget."""
+        if self.last is None:
+            return self.trained_s / max(1, self.epochs_done())
+        n = self.last.epochs - (self.slices[-2].epochs if len(self.slices) > 1 else 0)
+        return self.last.seconds / max(1, n)
 
     def epochs_done(self) -> int:
         st = self.rd.read_json(self.rd.state) if self.rd.state.exists() else None
