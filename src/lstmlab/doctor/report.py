@@ -150,7 +150,7 @@ def _side_rows(s: dict[str, Any]) -> list[list[Any]]:
         d = s[side]
         metrics = "; ".join(f"{k} {fmt(v)}" for k, v in (d.get("test") or {}).items())
         val = "; ".join(f"{k} {fmt(v)}" for k, v in (d.get("val") or {}).items())
-        rows.append([side, ", ".join(d.get("remedies", [])) or ("plain" if side == "before" else "none"),
+        rows.append([side, ", ".join(d.get("remedies", [])) or "plain",
                      d.get("health") or "-", val or "-", metrics or "-", d.get("epochs"), d.get("trained_s")])
     return rows
 
