@@ -172,8 +172,8 @@ def _final(plan: Plan, ps: ProbeStudy, winner: Probe, plain: Probe, budget: Budg
     more = int(max(0.0, 0.95 * budget.left()) // max(per_epoch, 1e-6))
     target = done + more
     status = (winner.last.status if winner.last else "")
-    perfect = plan.metric == "val_accuracy" and winner.last is not None \
-        and (winner.last.val or {}).get("accuracy") == 1.0  # the kept (best) epoch cannot be beaten
+    perfect = solved(winner, plan.facts, plan.metric) and plan.metric == "val_accuracy" \
+        and (winner.last.val or {}).get("accuracy") == 1.0  # nothing left to gain on a large validation split
     if more > 0 and status not in ("early_stopped", "completed") and not perfect:
         out(f"winner: {winner.label}; training on to epoch {target} (about {more * per_epoch:.0f} s) ...", flush=True)
         winner.run(winner.last.rung + 1 if winner.last else 0, None, epochs=target)

@@ -4,7 +4,7 @@ validation batch for :func:`lstmlab.diagnose`), and the *base config* every cand
 The base config is the user's config with what the doctor needs made explicit: the layer list
 (the data's default model when none is given), the learning rate, data file paths made absolute,
 the GradientMonitor switched on, and the weights of the best validation epoch kept
-(``checkpoint_monitor`` = the selection metric, ``early_stopping`` with ``restore_best_weights``
+(``checkpoint_monitor = "val_loss"``, ``early_stopping`` with ``restore_best_weights``
 and a patience no probe reaches, in place of the user's early stopping: the budget decides how
 long a run trains), so that a probe's score is the score of the model it delivers.
 """
@@ -53,7 +53,7 @@ def _absolute_paths(data: dict, config_path: Path) -> None:
 def _train_section(raw_train: dict, resolved: dict, metric: str) -> dict:
     t = copy.deepcopy(raw_train)
     t["learning_rate"] = resolved["learning_rate"]
-    t["checkpoint_monitor"] = metric
+    t["checkpoint_monitor"] = "val_loss"  # the smoothest signal on a small validation split (accuracy ties)
     # the budget decides how long a run trains; a probe keeps its best validation epoch's weights
     t["early_stopping"] = {"patience": KEEP_BEST_PATIENCE, "restore_best_weights": True}
     mon = t.get("monitor")
