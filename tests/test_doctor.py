@@ -113,6 +113,12 @@ def test_a_winner_that_ends_below_the_plain_config_gives_way_to_it(tmp_path):
 def test_clearly_better_needs_more_than_the_noise_of_the_validation_split():
     few = DataFacts(**{**FACTS.__dict__, "kind": "classification", "n_val": 9, "n_classes": 3})
     assert not clearly_better({"accuracy": 6 / 9}, {"accuracy": 4 / 9}, few, "val_accuracy")  # two lucky series
+    # one more series right (12/12 against 11/12) and a far lower loss: confident and right, not luck
+    twelve = DataFacts(**{**few.__dict__, "n_val": 12})
+    assert clearly_better({"accuracy": 1.0, "loss": 2e-5}, {"accuracy": 11 / 12, "loss": 0.31}, twelve,
+                          "val_accuracy")
+    assert not clearly_better({"accuracy": 1.0, "loss": 0.2}, {"accuracy": 11 / 12, "loss": 0.31}, twelve,
+                              "val_accuracy")
     many = DataFacts(**{**few.__dict__, "n_val": 25})
     assert clearly_better({"accuracy": 1.0}, {"accuracy": 0.68}, many, "val_accuracy")
     assert clearly_better({"loss": 0.05}, {"loss": 0.1}, FACTS, "val_loss")

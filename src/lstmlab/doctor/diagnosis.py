@@ -55,21 +55,22 @@ def learned(val: dict | None, facts: DataFacts, metric: str) -> bool:
 def clearly_better(val: dict | None, plain: dict | None, facts: DataFacts, metric: str) -> bool:
     """Whether a validation result beats the plain config's by more than the noise of the validation
     split: accuracy by two standard errors of the plain accuracy over ``n_val`` samples (and at least
-    one and a half samples), the loss by 2 %.  A treatment that is not clearly better is not worth
-    the change: on a few dozen validation series, one or two lucky samples decide a plain ranking."""
+    one and a half samples), or an accuracy at least as high with half the loss; for a loss metric,
+    a loss 2% lower.  A treatment that is not clearly better is not worth the change: on a few dozen
+    validation series, one or two lucky samples decide a plain ranking."""
     if not isinstance(val, dict) or not isinstance(plain, dict):
         return isinstance(val, dict)
+    la, lb = val.get("loss"), plain.get("loss")
+    lower = isinstance(la, (int, float)) and math.isfinite(la) and isinstance(lb, (int, float)) \
+        and (not math.isfinite(lb) or la < 0.98 * lb)
     if metric == "val_accuracy":
         a, b = val.get("accuracy"), plain.get("accuracy")
         if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
             return False
         n = max(1, facts.n_val)
         margin = max(1.5 / n, 2.0 * math.sqrt(max(b * (1.0 - b), 1.0 / n) / n))
-        return a - b > margin
-    a, b = val.get("loss"), plain.get("loss")
-    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not math.isfinite(a):
-        return False
-    return not math.isfinite(b) or a < 0.98 * b
+        return a - b > margin or (a >= b and lower and la < 0.5 * lb)
+    return lower
 
 
 @dataclass
