@@ -18,6 +18,8 @@ from lstmlab.doctor.api import _final
 from lstmlab.doctor.diagnosis import clearly_better
 from lstmlab.doctor.probe import Probe, Slice, score_key
 from lstmlab.doctor.study import Budget, rank
+from lstmlab.run import RunDir
+from lstmlab.run.lock import holder
 
 TINY = """
 [data]
@@ -65,6 +67,9 @@ def test_tiny_doctor_run_writes_its_files_and_summary(tiny_run):
     page = (run / "report.html").read_text()
     assert 'id="doctor"' in page and "Why the winner won" in page
     assert any(line.startswith("diagnosis: ") for line in lines)
+    assert RunDir(run).kind() == "doctor" and holder(RunDir(run).lock_file) is None  # claimed, then released
+    probes = sorted((run / "probes").iterdir())
+    assert len(probes) == result["probes"] and all(RunDir(p).kind() == "train" for p in probes)
 
 
 def test_the_doctor_never_ends_worse_than_the_plain_config_on_validation(tiny_run):
@@ -151,6 +156,8 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
     _fails(["doctor", str(cfg), "--run-dir", str(tmp_path / "full")], capsys, "--run-dir", "not empty")
+    RunDir(tmp_path / "trained").create("train")
+    _fails(["doctor", str(cfg), "--run-dir", str(tmp_path / "trained")], capsys, "a train run directory", "doctor")
     noval = tmp_path / "noval.toml"
     noval.write_text(TINY.replace("n_val = 32", "n_val = 0"))
     _fails(["doctor", str(noval), "--run-dir", str(tmp_path / "r2")], capsys, "validation", "data.n_val")

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from ..config import ConfigError, validate
-from ..run import RunDir
+from ..run import RunDir, RunDirError
 from . import report
 from .candidates import Candidate, propose
 from .diagnosis import Diagnosis, clearly_better, headline, learned
@@ -54,13 +54,18 @@ class DoctorSettings:
     extra: dict = field(default_factory=dict)
 
 
-def _check_args(budget_minutes: float, run_dir: Path) -> None:
+def _check_args(budget_minutes: float, rd: RunDir) -> None:
+    """Read only: the budget is a positive number; the run directory is absent or empty (the doctor writes
+    a fresh one) and passes :meth:`RunDir.check` (no link, not another kind of run, not in use)."""
     if isinstance(budget_minutes, bool) or not isinstance(budget_minutes, (int, float)) \
             or not math.isfinite(budget_minutes) or budget_minutes <= 0:
         raise DoctorError(f"--budget-minutes: expected a positive number of minutes, got {budget_minutes!r}")
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        what = "is not a directory" if not run_dir.is_dir() else "is not empty"
-        raise DoctorError(f"--run-dir {run_dir}: {what}; the doctor writes a fresh directory (choose another)")
+    try:
+        rd.check("doctor")
+    except RunDirError as exc:
+        raise DoctorError(str(exc)) from None
+    if rd.root.is_dir() and any(rd.root.iterdir()):
+        raise DoctorError(f"--run-dir {rd.root}: is not empty; the doctor writes a fresh directory (choose another)")
 
 
 def doctor(config: str | os.PathLike, run_dir: str | os.PathLike, budget_minutes: float = 10.0,
@@ -70,18 +75,22 @@ def doctor(config: str | os.PathLike, run_dir: str | os.PathLike, budget_minutes
     summary (the JSON line ``lstmlab doctor`` prints last).  See the module doc."""
     s = settings or DoctorSettings()
     rd = RunDir(run_dir)
-    _check_args(budget_minutes, rd.root)
+    _check_args(budget_minutes, rd)
     t0 = time.monotonic()
     budget = Budget(end=t0 + 60.0 * budget_minutes, probe_end=t0 + 60.0 * budget_minutes * s.probe_share)
     plan = make_plan(config, s.diagnose_batch)
+    try:
+        lock = rd.claim("doctor")
+    except RunDirError as exc:
+        raise DoctorError(str(exc)) from None
     threads = torch.get_num_threads()
     if s.threads:
         torch.set_num_threads(int(s.threads))
     try:
-        rd.root.mkdir(parents=True, exist_ok=True)
         ps = ProbeStudy(rd.root, storage, study or "doctor")
         return _run(plan, rd, ps, budget, s, out, t0)
     finally:
+        lock.release()
         torch.set_num_threads(threads)
 
 

@@ -145,7 +145,7 @@ class Probe:
         return cfg
 
     def write_config(self, epochs: int, header: str) -> Path:
-        self.rd.root.mkdir(parents=True, exist_ok=True)
+        self.rd.create("train")  # a train run directory from the start: its config goes in before the run
         return self.rd.write_text(self.config_path, dumps_toml(self.config(epochs), header=header))
 
     def epoch_seconds(self) -> float:
