@@ -124,12 +124,13 @@ def run_row(row: Row, budget: float, run_dir: Path, threads: int) -> dict:
     t0 = time.time()
     res = doctor(cfg, run_dir / "doctor", budget_minutes=budget, settings=DoctorSettings(threads=threads),
                  out=lambda *a, **k: print(*a, **{**k, "flush": True}))
+    full = json.loads((run_dir / "doctor" / "doctor.json").read_text(encoding="utf-8"))  # health, message
     after, before = _metric(res, "after", row.metric), _metric(res, "before", row.metric)
     met = after is not None and (after < row.target if row.metric == "test_loss" else after >= row.target)
-    return {"row": row.name, "metric": row.metric, "before": before, "before_verdict": res["before"]["health"],
-            "after": after, "after_verdict": res["after"]["health"], "treatment": " + ".join(res["after"]["remedies"])
+    return {"row": row.name, "metric": row.metric, "before": before, "before_verdict": full["before"]["health"],
+            "after": after, "after_verdict": full["after"]["health"], "treatment": " + ".join(res["after"]["remedies"])
             or "plain", "target": row.target, "met": met, "anchor": row.anchor, "budget_minutes": budget,
-            "wall_s": round(time.time() - t0, 1), "probes": res["probes"], "message": res["message"],
+            "wall_s": round(time.time() - t0, 1), "probes": res["probes"], "message": full["message"],
             "run_dir": str(run_dir / "doctor")}
 
 

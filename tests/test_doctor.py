@@ -56,8 +56,9 @@ def test_tiny_doctor_run_writes_its_files_and_summary(tiny_run):
     run = root / "run"
     for name in ("best.toml", "doctor.md", "doctor.json", "report.html", "study.db"):
         assert (run / name).is_file(), name
-    assert set(result) >= {"before", "after", "probes", "time_s"}
-    assert set(result["after"]) >= {"remedies", "verdict", "val", "test"}
+    assert set(result) == {"before", "after", "probes", "time_s"}  # exactly the shape of issue 13
+    assert set(result["before"]) == {"verdict", "val", "test"}
+    assert set(result["after"]) == {"remedies", "verdict", "val", "test"}
     assert set(result["before"]["test"]) == {"loss", "mae"}  # what lstmlab train reports for regression
     assert result["probes"] >= 2 and result["time_s"] > 0
     summary = json.loads((run / "doctor.json").read_text())
@@ -164,6 +165,21 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY.replace("units = 4", "unitz = 4"))
     _fails(["doctor", str(bad), "--run-dir", str(tmp_path / "r3")], capsys, "unitz")
+
+
+def test_cli_last_stdout_line_is_the_json_summary(tmp_path, capsys, monkeypatch):
+    from lstmlab.doctor import cli as doctor_cli
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    monkeypatch.setattr(doctor_cli, "DoctorSettings", lambda threads=None: DoctorSettings(min_slice_s=1.0, threads=1))
+    assert cli.main(["doctor", str(cfg), "--run-dir", str(tmp_path / "r"), "--budget-minutes", "0.15"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(last) == ["before", "after", "probes", "time_s"]
+    assert list(last["before"]) == ["verdict", "val", "test"]
+    assert list(last["after"]) == ["remedies", "verdict", "val", "test"]
+    full = json.loads((tmp_path / "r" / "doctor.json").read_text())
+    assert last["after"]["test"] == full["after"]["test"] and last["probes"] == len(full["probes"])
 
 
 def test_a_study_that_holds_probes_is_refused(tiny_run, tmp_path, capsys):

@@ -108,11 +108,12 @@ def summary(plan, diag: Diagnosis, probes: list, winner, answer, plain, time_s: 
 
 
 def result_line(s: dict[str, Any]) -> dict[str, Any]:
-    """The JSON object ``lstmlab doctor`` prints last."""
-    keep = ("remedies", "verdict", "health", "val", "test", "epochs")
-    return {"before": {k: s["before"].get(k) for k in keep[1:]}, "after": {k: s["after"].get(k) for k in keep},
-            "probes": len(s["probes"]), "time_s": s["time_s"], "message": s["message"],
-            "best_toml": s.get("best_toml")}
+    """The JSON object ``lstmlab doctor`` prints last, exactly the shape of its spec (issue 13):
+    ``{"before": {verdict, val, test}, "after": {remedies, verdict, val, test}, "probes": N, "time_s": ..}``.
+    Everything else (health counts, epochs, the message) is in ``doctor.json``."""
+    return {"before": {k: s["before"].get(k) for k in ("verdict", "val", "test")},
+            "after": {k: s["after"].get(k) for k in ("remedies", "verdict", "val", "test")},
+            "probes": len(s["probes"]), "time_s": s["time_s"]}
 
 
 # ---------------------------------------------------------------------------------------------
