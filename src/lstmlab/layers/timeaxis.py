@@ -61,7 +61,6 @@ class Patch(Layer):
     def __init__(self, size: int, name: str | None = None) -> None:
         super().__init__(name)
         self.size = check_positive_int("size", size)
-        self.built = True
 
     def forward(self, x: torch.Tensor, mask=None, lengths=None) -> torch.Tensor:
         _check_3d(self.name, x)
@@ -97,7 +96,6 @@ class Unpatch(Layer):
         self.size = check_positive_int("size", size)
         self.steps = None if steps is None else check_positive_int("steps", steps)
         self.causal = bool(causal)
-        self.built = True
 
     def forward(self, x: torch.Tensor, mask=None, lengths=None) -> torch.Tensor:
         _check_3d(self.name, x)
@@ -132,7 +130,6 @@ class GlobalAveragePooling1D(Layer):
 
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name)
-        self.built = True
 
     def forward(self, x: torch.Tensor, mask=None, lengths=None) -> torch.Tensor:
         _check_3d(self.name, x)
@@ -166,7 +163,6 @@ class SeriesNorm(Layer):
                 or not math.isfinite(epsilon):
             raise ValueError(f"epsilon: expected a positive number, got {epsilon!r}")
         self.epsilon = float(epsilon)
-        self.built = True
 
     def forward(self, x: torch.Tensor, mask=None, lengths=None) -> torch.Tensor:
         _check_3d(self.name, x)
