@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from . import __version__
+from .cliutil import refuse
 from .validation import InputError
 
 SUBCOMMANDS = ("lstmlab.demo", "lstmlab.run.cli", "lstmlab.doctor.cli", "lstmlab.diagnostics.cli",
@@ -46,11 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (InputError, ValueError, FileNotFoundError, KeyError) as exc:
-        if getattr(args, "debug", False):
-            raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"lstmlab {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        return refuse(args.command, exc, args)
     except KeyboardInterrupt:
         print(f"lstmlab {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from .callbacks import Callback
+from .cliutil import refuse, standalone
 from .config import build_layers
 from .data import load
 from .demo_page import format_table, plot_decay, plot_gradients, plot_losses, write_html
@@ -274,18 +275,13 @@ def run(args: argparse.Namespace) -> int:
         s.seed = int(getattr(args, "seed", 0) or 0)
         summary = run_demo(s, args.run_dir)
     except (ValueError, OSError) as exc:
-        if getattr(args, "debug", False):
-            raise
-        print(f"lstmlab demo: error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
+        return refuse("demo", exc, args)
     print(json.dumps(summary), flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lstmlab")
-    add_parser(parser.add_subparsers(dest="command"))
-    return run(parser.parse_args(["demo"] + list(sys.argv[1:] if argv is None else argv)))
+    return standalone("demo", add_parser, run, argv)
 
 
 if __name__ == "__main__":

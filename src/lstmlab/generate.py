@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cliutil import refuse, standalone
 from .data import Vocab
 from .layers import Dense, Dropout, Embedding, RNNLayer
 from .model import load_model
@@ -179,18 +180,13 @@ def run(args: argparse.Namespace) -> int:
         text = sample(model, vocab, args.prime, args.length, args.temperature, args.seed,
                       context=info.get("seq_len"), stateful=False if getattr(args, "windowed", False) else None)
     except (ValueError, FileNotFoundError) as exc:
-        if getattr(args, "debug", False):
-            raise
-        print(f"lstmlab generate: error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
+        return refuse("generate", exc, args)
     print(args.prime + text, flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lstmlab")
-    add_parser(parser.add_subparsers(dest="command"))
-    return run(parser.parse_args(["generate"] + list(sys.argv[1:] if argv is None else argv)))
+    return standalone("generate", add_parser, run, argv)
 
 
 if __name__ == "__main__":

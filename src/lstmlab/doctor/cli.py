@@ -12,6 +12,7 @@ import math
 import sys
 import warnings
 
+from ..cliutil import refuse, standalone
 from ..config import ConfigError
 from ..run.files import clean
 from ..validation import InputError
@@ -70,19 +71,13 @@ def run(args: argparse.Namespace) -> int:
                             storage=args.storage, study=args.study, out=_print,
                             settings=DoctorSettings(threads=args.threads))
     except (ConfigError, InputError, ValueError, FileNotFoundError, KeyError, OSError) as exc:
-        if getattr(args, "debug", False):
-            raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"lstmlab doctor: error: {msg}", file=sys.stderr)
-        return 2
+        return refuse("doctor", exc, args)
     print(json.dumps(clean(result)), flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lstmlab")
-    add_parser(parser.add_subparsers(dest="command"))
-    return run(parser.parse_args(["doctor"] + list(sys.argv[1:] if argv is None else argv)))
+    return standalone("doctor", add_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from ..cliutil import refuse
 from .html import write_report
 
 __all__ = ["add_parser", "run"]
@@ -31,10 +31,6 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--examples: expected a positive integer, got {args.examples}")
         path = write_report(args.run_dir, out=args.out, examples=args.examples)
     except (FileNotFoundError, ValueError, OSError) as exc:
-        if getattr(args, "debug", False):
-            raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"lstmlab report: error: {msg}", file=sys.stderr)
-        return 2
+        return refuse("report", exc, args)
     print(f"wrote {path}")
     return 0

@@ -12,6 +12,7 @@ import json
 import sys
 import warnings
 
+from ..cliutil import refuse, standalone
 from ..config import ConfigError
 from ..distributed import env_rank
 from ..report import write_report
@@ -55,12 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 warnings.showwarning = _one_line
             result = train(args.config, args.run_dir, resume=args.resume, out=_print, progress=True)
     except (ConfigError, RunDirError, InputError, ValueError, FileNotFoundError, KeyError, OSError) as exc:
-        if getattr(args, "debug", False):
-            raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if main_rank:
-            print(f"lstmlab train: error: {msg}", file=sys.stderr)
-        return 2
+        return refuse("train", exc, args, speak=main_rank)
     if main_rank:
         try:  # the self-contained HTML page of the run; a report problem never fails the training
             print(f"lstmlab train: wrote {write_report(args.run_dir)}", file=sys.stderr, flush=True)
@@ -71,10 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lstmlab")
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train"] + list(sys.argv[1:] if argv is None else argv))
-    return run(args)
+    return standalone("train", add_parser, run, argv)
 
 
 if __name__ == "__main__":
