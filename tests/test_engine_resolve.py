@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lstmlab import engine
-from lstmlab.engine import gpu, loop, native, reference
+from lstmlab.engine import gpu, lnlstm, loop, native, reference
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 FUSED = object()  # stands in for the compiled fused engine module
@@ -61,10 +61,14 @@ def test_auto_on_cuda_with_taps_without_triton_keeps_the_old_route(world):
     assert pick(taps=True) is loop
 
 
-def test_auto_layer_norm_is_loop_everywhere(world):
-    """Neither kernel family implements layer normalisation: the loop engine, even on CUDA with taps."""
+def test_auto_layer_norm(world, monkeypatch):
+    """Layer-normalised LSTM: the compiled LN-LSTM on the CPU when it builds, else (and on CUDA) loop."""
+    monkeypatch.setattr(lnlstm, "available", lambda: True)
     assert pick(layer_norm=True, taps=True) is loop
     assert pick(layer_norm=True) is loop
+    assert pick(layer_norm=True, device=CPU) is lnlstm
+    assert pick(layer_norm=True, device=CPU, taps=True, rmask=True) is lnlstm
+    monkeypatch.setattr(lnlstm, "available", lambda: False)
     assert pick(layer_norm=True, device=CPU) is loop
 
 

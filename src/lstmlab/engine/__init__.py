@@ -1,6 +1,7 @@
 """Engines run one recurrent layer direction over a batch; layers never touch kernels directly.
 
-Engine modules (``reference``, ``loop``, ``fused``, ``native``, ``gpu``) expose the same functions::
+Engine modules (``reference``, ``loop``, ``fused``, ``native``, ``gpu``; ``lnlstm`` for
+layer-normalised LSTMs) expose the same functions::
 
     lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None) -> (out, h_n, c_n)
     gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, rmask=None, taps=None)      -> (out, h_n)
@@ -28,7 +29,7 @@ import warnings
 import torch
 
 from .. import cells
-from . import autotune, fused, gpu, loop, native, reference
+from . import autotune, fused, gpu, lnlstm, loop, native, reference
 from .taps import GATES, StepTaps
 
 ENGINES = ("auto", "fused", "native", "gpu", "loop", "reference")
@@ -59,9 +60,7 @@ def resolve(engine: str, *, cell: str | cells.Cell, taps: bool, rmask: bool, lay
     if engine not in ENGINES:
         raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
     if layer_norm:
-        if engine not in ("auto", "loop"):
-            raise ValueError(f"engine={engine!r} does not support layer_norm=True; use 'loop' or 'auto'")
-        return loop
+        return _layer_norm(engine, cells.get(cell), device)
     if engine == "reference":
         return reference
     if engine == "loop":
@@ -81,6 +80,16 @@ def resolve(engine: str, *, cell: str | cells.Cell, taps: bool, rmask: bool, lay
         return _auto(cell, taps or rmask, activation, device, shape, dtype)
     fused = fused_module()
     return fused if fused is not None else loop
+
+
+def _layer_norm(engine: str, spec: cells.Cell, device: torch.device):
+    """A layer-normalised cell: ``auto`` and ``fused`` take the compiled LN-LSTM (:mod:`.lnlstm`) on
+    the CPU when it builds, the loop engine otherwise (and on GPUs); no other engine implements it."""
+    if engine not in ("auto", "fused", "loop"):
+        raise ValueError(f"engine={engine!r} does not support layer_norm=True; use 'auto', 'fused' or 'loop'")
+    if engine != "loop" and spec.name == "lstm" and device.type == "cpu" and lnlstm.available():
+        return lnlstm
+    return loop
 
 
 def _auto(cell: str | cells.Cell, needs_taps: bool, activation: str, device: torch.device,
