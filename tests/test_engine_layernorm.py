@@ -18,7 +18,8 @@ from lstmlab.engine.taps import StepTaps
 pytestmark = pytest.mark.skipif(not lnlstm.available(), reason="the LN-LSTM extension cannot be built here")
 
 
-def _problem(B=3, T=6, I=4, H=5, dtype=torch.float64, seed=0):
+def _problem(B=3, T=6, I=4, H=5,  # noqa: E741 - the usual (B, T, I, H) names
+             dtype=torch.float64, seed=0):
     """Random inputs, weights and LayerNorm modules with non-trivial affine parameters."""
     g = torch.Generator().manual_seed(seed)
 
