@@ -24,12 +24,38 @@ namespace {
 
 using at::Tensor;
 
-// sum over j in [0, n) of f(V, j) (a lane group), horizontally reduced.
+// A sum accumulated across the wide and the one-lane loop of a row (reduced once, at the end).
+template <typename T>
+struct SumAcc {
+  T s = T(0);
+  inline void add(Sc<T> a) { s += a.v; }
+#ifdef LSTMLAB_HAVE_V8
+  V8 w = V8::zero();
+  inline void add(V8 a) { w = w + a; }
+#ifdef LSTMLAB_HAVE_V16
+  V16 w16 = V16::zero();
+  inline void add(V16 a) { w16 = w16 + a; }
+  inline T total() const { return s + T(vsum(w)) + T(vsum(w16)); }
+#else
+  inline T total() const { return s + T(vsum(w)); }
+#endif
+#else
+  inline T total() const { return s; }
+#endif
+};
+
+// sum over j in [0, n) of f(V, j) (a lane group).
 template <typename T, class F>
 inline T row_sum(int64_t n, const F& f) {
-  T s = T(0);
-  for_lanes<T>(n, [&](auto tag, int64_t j) { s += T(vsum(f(tag, j))); });
-  return s;
+  SumAcc<T> acc;
+  for_lanes<T>(n, [&](auto tag, int64_t j) { acc.add(f(tag, j)); });
+  return acc.total();
+}
+
+// acc[j] += v (lanes j .. j + V::W).
+template <class V, typename T>
+inline void accumulate(T* acc, int64_t j, V v) {
+  (V::load(acc + j) + v).store(acc + j);
 }
 
 template <typename T>
@@ -116,8 +142,8 @@ Fwd forward_loop(const Tensor& xn, const Tensor& h0, const Tensor& c0, const Ten
                  double eps_c, const std::vector<int64_t>& len, const Tensor& rmask) {
   const int64_t B = xn.size(0), T_ = xn.size(1), G = xn.size(2), H = G / 4;
   const auto o = xn.options();
-  Fwd f{at::empty({B, T_, H}, o), at::empty({B, T_, G}, o), at::zeros({B, T_, G}, o), at::zeros({B, T_}, o),
-        at::empty({B, T_, H}, o), at::zeros({B, T_, H}, o), at::zeros({B, T_}, o), at::empty({B, T_, H}, o)};
+  Fwd f{at::empty({B, T_, H}, o), at::empty({B, T_, G}, o), at::empty({B, T_, G}, o), at::empty({B, T_}, o),
+        at::empty({B, T_, H}, o), at::empty({B, T_, H}, o), at::empty({B, T_}, o), at::empty({B, T_, H}, o)};
   Tensor R = at::empty({B, G}, o), hr = at::empty({B, H}, o);
   T *Rp = R.data_ptr<T>(), *hrp = hr.data_ptr<T>(), *Sp = f.S.data_ptr<T>(), *Cp = f.C.data_ptr<T>();
   const T *h0p = h0.data_ptr<T>(), *c0p = c0.data_ptr<T>(), *rmp = ptr<T>(rmask), *whh = w_hh.data_ptr<T>();
@@ -139,7 +165,7 @@ Fwd forward_loop(const Tensor& xn, const Tensor& h0, const Tensor& c0, const Ten
       const int64_t bt = b * T_ + t;
       const T* hp = t == 0 ? h0p + b * H : Sp + (bt - 1) * H;
       const T* cp = t == 0 ? c0p + b * H : Cp + (bt - 1) * H;
-      if (t >= len[b]) {  // padded: carry the states, zero output (A, RN, CN stay 0)
+      if (t >= len[b]) {  // padded: carry the states, zero output and A (for the masked taps); RN, CN unread
         std::memcpy(Sp + bt * H, hp, sizeof(T) * H);
         std::memcpy(Cp + bt * H, cp, sizeof(T) * H);
         std::memset(outp + bt * H, 0, sizeof(T) * H);
@@ -182,28 +208,41 @@ struct BwdIn {
   int64_t T_, H;
 };
 
-// One valid step of row b.  gh: total dL/dh_t (in ghr), gcr: carried dL/dc_t (becomes dL/dc_{t-1}).
-// Writes dL/dxn_t (dx), dL/dr_t (dr) and dL/d(LN_c output) (dl); returns |dL/dc_t|^2.
+// The parameters' gradients, summed over rows and steps as the loop goes: b_hh, LN_hh weight and
+// bias (4H each), LN_c weight and bias (H each), contiguous.
 template <typename T>
-T bwd_row(const BwdIn<T>& in, int64_t b, int64_t t, const T* ghr, T* gcr, T* dx, T* dr, T* dl) {
+struct ParamAcc {
+  T *db_hh, *dg_hh, *dbe_hh, *dg_c, *dbe_c;
+  explicit ParamAcc(T* p, int64_t H)
+      : db_hh(p), dg_hh(p + 4 * H), dbe_hh(p + 8 * H), dg_c(p + 12 * H), dbe_c(p + 13 * H) {}
+};
+
+// One valid step of row b.  gh: total dL/dh_t (in ghr), gcr: carried dL/dc_t (becomes dL/dc_{t-1}).
+// Writes dL/dxn_t (dx) and dL/dr_t (dr), adds to the parameters' gradients (acc); dl: scratch (H).
+// Returns |dL/dc_t|^2.
+template <typename T>
+T bwd_row(const BwdIn<T>& in, int64_t b, int64_t t, const T* ghr, T* gcr, T* dx, T* dr, T* dl,
+          const ParamAcc<T>& acc) {
   const int64_t H = in.H, G = 4 * H, bt = b * in.T_ + t;
   const T *a = in.A + bt * G, *rn = in.RN + bt * G, *cn = in.CN + bt * H;
   const T* cp = t == 0 ? in.c0 + b * H : in.C + (bt - 1) * H;
   const T *ghh = in.gh, *gc = in.gc, *bec = in.bec;
   const auto one = [](auto tag) { return decltype(tag)::set(T(1)); };
-  T m1 = 0, m2 = 0;  // sums of dL/dcn and dL/dcn * cn
+  SumAcc<T> m1, m2;  // sums of dL/dcn and dL/dcn * cn
   for_lanes<T>(H, [&](auto tag, int64_t j) {
     using V = decltype(tag);
     const V g = V::load(ghr + j), og = V::load(a + 3 * H + j), n = V::load(cn + j);
     const V tc = vtanh(n * V::load(gc + j) + V::load(bec + j));
     const V d = g * og * (one(tag) - tc * tc);
     d.store(dl + j);
+    accumulate(acc.dg_c, j, d * n);
+    accumulate(acc.dbe_c, j, d);
     const V dn = d * V::load(gc + j);
-    m1 += T(vsum(dn));
-    m2 += T(vsum(dn * n));
+    m1.add(dn);
+    m2.add(dn * n);
     (g * tc * og * (one(tag) - og)).store(dx + 3 * H + j);
   });
-  const T rc = in.rc[bt], k1 = m1 / T(H), k2 = m2 / T(H);
+  const T rc = in.rc[bt], k1 = m1.total() / T(H), k2 = m2.total() / T(H);
   SqAcc<T> sq;
   for_lanes<T>(H, [&](auto tag, int64_t j) {
     using V = decltype(tag);
@@ -216,31 +255,36 @@ T bwd_row(const BwdIn<T>& in, int64_t b, int64_t t, const T* ghr, T* gcr, T* dx,
     (dc * i * (one(tag) - g * g)).store(dx + 2 * H + j);
     (dc * f).store(gcr + j);
   });
-  const T s1 = row_sum<T>(G, [&](auto tag, int64_t j) {
+  SumAcc<T> s1, s2;  // sums of dL/drn and dL/drn * rn
+  for_lanes<T>(G, [&](auto tag, int64_t j) {
     using V = decltype(tag);
-    return V::load(dx + j) * V::load(ghh + j);
+    const V d = V::load(dx + j), n = V::load(rn + j), dn = d * V::load(ghh + j);
+    accumulate(acc.dg_hh, j, d * n);
+    accumulate(acc.dbe_hh, j, d);
+    s1.add(dn);
+    s2.add(dn * n);
   });
-  const T s2 = row_sum<T>(G, [&](auto tag, int64_t j) {
-    using V = decltype(tag);
-    return V::load(dx + j) * V::load(ghh + j) * V::load(rn + j);
-  });
-  const T rr = in.rr[bt], q1 = s1 / T(G), q2 = s2 / T(G);
+  const T rr = in.rr[bt], q1 = s1.total() / T(G), q2 = s2.total() / T(G);
   for_lanes<T>(G, [&](auto tag, int64_t j) {
     using V = decltype(tag);
     const V dn = V::load(dx + j) * V::load(ghh + j);
-    (V::set(rr) * (dn - V::set(q1) - V::load(rn + j) * V::set(q2))).store(dr + j);
+    const V d = V::set(rr) * (dn - V::set(q1) - V::load(rn + j) * V::set(q2));
+    d.store(dr + j);
+    accumulate(acc.db_hh, j, d);
   });
   return sq.total();
 }
 
 struct Bwd {
-  Tensor dX, dR, dL, ghb, gcb, scr, ghsq, gcsq;
+  Tensor dX, dR, dP, ghb, gcb, scr, ghsq, gcsq;  // dP: the parameters' gradients (ParamAcc)
 };
 
 template <typename T>
 void backward_loop(Bwd& w, const BwdIn<T>& in, const Tensor& w_hh, int64_t B, const std::vector<int64_t>& len) {
   const int64_t T_ = in.T_, H = in.H, G = 4 * H;
-  T *dXp = w.dX.data_ptr<T>(), *dRp = w.dR.data_ptr<T>(), *dLp = w.dL.data_ptr<T>();
+  T *dXp = w.dX.data_ptr<T>(), *dRp = w.dR.data_ptr<T>();
+  const ParamAcc<T> acc(w.dP.data_ptr<T>(), H);
+  std::vector<T> dl(H);
   T *ghb = w.ghb.data_ptr<T>(), *gcb = w.gcb.data_ptr<T>(), *scr = w.scr.data_ptr<T>();
   T *ghsq = ptr<T>(w.ghsq), *gcsq = ptr<T>(w.gcsq);
   const T* whh = w_hh.data_ptr<T>();
@@ -261,6 +305,7 @@ void backward_loop(Bwd& w, const BwdIn<T>& in, const Tensor& w_hh, int64_t B, co
       if (ghsq) ghsq[t * B + b] = sq.total();
       if (t >= len[b]) {  // padded: both gradients pass through unchanged
         std::memset(dRp + bt * G, 0, sizeof(T) * G);
+        std::memset(dXp + bt * G, 0, sizeof(T) * G);
         if (gcsq) {
           SqAcc<T> c;
           for_lanes<T>(H, [&](auto tag, int64_t j) { c.add(decltype(tag)::load(gcr + j)); });
@@ -268,7 +313,7 @@ void backward_loop(Bwd& w, const BwdIn<T>& in, const Tensor& w_hh, int64_t B, co
         }
         continue;
       }
-      const T dcsq = bwd_row<T>(in, b, t, ghr, gcr, dXp + bt * G, dRp + bt * G, dLp + bt * H);
+      const T dcsq = bwd_row<T>(in, b, t, ghr, gcr, dXp + bt * G, dRp + bt * G, dl.data(), acc);
       if (gcsq) gcsq[t * B + b] = dcsq;
       std::memset(ghr, 0, sizeof(T) * H);
     }
@@ -290,7 +335,7 @@ std::vector<Tensor> backward(const std::optional<Tensor>& gout, const std::optio
   const auto len = lengths_of(opt(lengths), B, T_);
   const auto o = A.options();
   const Tensor gh = opt(ghn), gc = opt(gcn);
-  Bwd w{at::zeros({B, T_, G}, o), at::empty({B, T_, G}, o), at::zeros({B, T_, H}, o),
+  Bwd w{at::empty({B, T_, G}, o), at::empty({B, T_, G}, o), at::zeros({14 * H}, o),
         gh.defined() ? gh.clone() : at::zeros({B, H}, o), gc.defined() ? gc.clone() : at::zeros({B, H}, o),
         at::zeros({B, H}, o), taps ? at::zeros({T_, B}, o) : Tensor(), taps ? at::zeros({T_, B}, o) : Tensor()};
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lnlstm_backward", [&] {
@@ -303,11 +348,11 @@ std::vector<Tensor> backward(const std::optional<Tensor>& gout, const std::optio
   const Tensor dh0 = rm.defined() ? w.ghb + rm * w.scr : w.ghb + w.scr;
   Tensor hp = T_ > 1 ? at::cat({h0.unsqueeze(1), S.narrow(1, 0, T_ - 1)}, 1) : h0.unsqueeze(1);
   if (rm.defined()) hp = hp * rm.unsqueeze(1);
-  const Tensor dRf = w.dR.view({B * T_, G}), dXf = w.dX.view({B * T_, G}), dLf = w.dL.view({B * T_, H});
-  const Tensor dw_hh = dRf.t().mm(hp.reshape({B * T_, H}));
+  const Tensor dw_hh = w.dR.view({B * T_, G}).t().mm(hp.reshape({B * T_, H}));
   const Tensor none = at::empty({0}, o);
-  return {w.dX, dh0, w.gcb, dw_hh, dRf.sum(0), (dXf * RN.view({B * T_, G})).sum(0), dXf.sum(0),
-          (dLf * CN.view({B * T_, H})).sum(0), dLf.sum(0), taps ? w.ghsq : none, taps ? w.gcsq : none};
+  const auto part = [&](int64_t start, int64_t n) { return w.dP.narrow(0, start * H, n * H); };
+  return {w.dX, dh0, w.gcb, dw_hh, part(0, 4), part(4, 4), part(8, 4), part(12, 1), part(13, 1),
+          taps ? w.ghsq : none, taps ? w.gcsq : none};
 }
 
 }  // namespace
