@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -142,8 +143,10 @@ Fwd forward_loop(const Tensor& xn, const Tensor& h0, const Tensor& c0, const Ten
                  double eps_c, const std::vector<int64_t>& len, const Tensor& rmask) {
   const int64_t B = xn.size(0), T_ = xn.size(1), G = xn.size(2), H = G / 4;
   const auto o = xn.options();
-  Fwd f{at::empty({B, T_, H}, o), at::empty({B, T_, G}, o), at::empty({B, T_, G}, o), at::empty({B, T_}, o),
+  Fwd f{Tensor(), at::empty({B, T_, G}, o), at::empty({B, T_, G}, o), at::empty({B, T_}, o),
         at::empty({B, T_, H}, o), at::empty({B, T_, H}, o), at::empty({B, T_}, o), at::empty({B, T_, H}, o)};
+  const bool padded = std::any_of(len.begin(), len.end(), [&](int64_t l) { return l < T_; });
+  f.out = padded ? at::empty({B, T_, H}, o) : f.S;  // no padding: the output is the state sequence
   Tensor R = at::empty({B, G}, o), hr = at::empty({B, H}, o);
   T *Rp = R.data_ptr<T>(), *hrp = hr.data_ptr<T>(), *Sp = f.S.data_ptr<T>(), *Cp = f.C.data_ptr<T>();
   const T *h0p = h0.data_ptr<T>(), *c0p = c0.data_ptr<T>(), *rmp = ptr<T>(rmask), *whh = w_hh.data_ptr<T>();
