@@ -50,11 +50,13 @@ def load():
 
 def available() -> bool:
     """Whether the extension builds / loads here (False, never raising, when it cannot)."""
-    try:
-        load()
-    except Exception:  # noqa: BLE001 - any build failure means: use the loop engine
-        return False
-    return True
+    if "ok" not in _state:  # one try per process
+        try:
+            load()
+            _state["ok"] = True
+        except Exception:  # noqa: BLE001 - any build failure means: use the loop engine
+            _state["ok"] = False
+    return _state["ok"]
 
 
 def _params(layer_norm) -> tuple | None:
