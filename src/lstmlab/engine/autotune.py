@@ -12,9 +12,12 @@ in a JSON file: ``$LSTMLAB_AUTOTUNE_CACHE`` if set, else ``$XDG_CACHE_HOME/lstml
 (default ``~/.cache/lstmlab/autotune.json``).  Delete the file to measure again.
 ``LSTMLAB_AUTOTUNE=0`` switches timing and the file off (``auto`` then keeps its fixed rule).
 
-A timing taken while the machine is oversubscribed (1-minute load average above 1.5x the usable
-cores) is used by this process only and not written: under contention torch's OpenMP kernels slow
-down far more than the fused engine, so such a choice would not hold on a quiet machine.
+The first decision for an entry is written and then kept: every later process on this machine
+runs the same kernel, so a run killed and resumed in a new process (or ``lstmlab train best.toml``
+after ``lstmlab doctor``) computes the same floats.  A timing taken while the machine is
+oversubscribed (1-minute load average above 1.5x the usable cores) is written too, marked
+``"busy": true``: under contention torch's OpenMP kernels slow down far more than the fused
+engine, so delete the file on a quiet machine to measure again.
 
 Decision rule (:func:`decide`): the fused kernel is chosen only when its median AND its minimum
 are at least :data:`MARGIN` below torch's; on a tie or any doubt, torch's kernel.  So ``auto``
@@ -184,7 +187,7 @@ def _entries() -> dict:
 
 def choose(key: str, candidates: Callable[[], dict[str, Callable[[], None]]]) -> str:
     """The cached decision for ``key``, or measure ``candidates()`` (name -> one run), decide,
-    store (on disk unless :func:`busy`) and return it."""
+    store on disk (kept from then on, so every process agrees) and return it."""
     entries = _entries()
     hit = entries.get(key)
     if isinstance(hit, dict) and hit.get("choice") in (FUSED, NATIVE):
@@ -194,7 +197,7 @@ def choose(key: str, candidates: Callable[[], dict[str, Callable[[], None]]]) ->
     entries[key] = {"choice": choice, **{f"{n}_median_ms": round(1e3 * statistics.median(v), 4)
                                          for n, v in times.items()}}
     if busy():
-        return choice  # this process only: measure again when the machine is quieter
+        entries[key]["busy"] = True  # timed under contention: delete the file to measure again
     path = _memo["path"]
     data = _read(path)  # merge: another process may have added entries meanwhile
     data.setdefault(machine_key(), {})[key] = entries[key]

@@ -4,9 +4,11 @@
 //
 // Why: per step the recurrent GEMM is small (e.g. 16 x 32 @ 32 x 128); a BLAS call then costs more
 // in dispatch and operand packing than in arithmetic (MKL's sgemm on an AMD EPYC: ~40% of a small
-// LSTM's training time in mkl_blas_def_sgemm_pst / _scopy_* / _kernel_0_zen).  Whether this kernel
-// or BLAS is used is decided by timing both once per shape in the process (choose_small), never by
-// the CPU's vendor.
+// LSTM's training time in mkl_blas_def_sgemm_pst / _scopy_* / _kernel_0_zen).  By default the own
+// kernel runs whenever W is small (K * N <= kSmallMaxElems): a fixed rule, so that every process on
+// every machine computes the same floats (a run killed and resumed in a new process stays bit-exact).
+// Mode 3 times both once per shape in the process instead (faster where BLAS wins, but then two
+// processes may round differently); never by the CPU's vendor.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -22,7 +24,7 @@
 
 namespace lstmlab {
 
-inline int g_small_mode = 1;                // 0 never, 1 when timed faster (small W), 2 always (tests)
+inline int g_small_mode = 1;  // 0 never, 1 small W (fixed rule), 2 always (tests), 3 small W when timed faster
 constexpr int64_t kSmallMaxElems = 1 << 20;  // B elements (K * N, 4 MB) up to which the own kernel is tried
 
 #if defined(LSTMLAB_HAVE_V16)
@@ -95,6 +97,7 @@ template <class Blas>
 bool choose_small(int64_t M, int64_t N, int64_t K, const float* B, int64_t ldb, int64_t variant, const Blas& blas) {
   if (g_small_mode == 2) return true;
   if (g_small_mode == 0 || K * N > kSmallMaxElems) return false;
+  if (g_small_mode == 1) return true;
   static std::mutex mu;
   static std::map<std::array<int64_t, 4>, bool> memo;
   const std::array<int64_t, 4> key{M, N, K, variant};

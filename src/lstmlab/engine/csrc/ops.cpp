@@ -81,7 +81,7 @@ std::vector<Tensor> backward(const std::string& cell, const std::optional<Tensor
 std::vector<int64_t> configure(int64_t par_threshold, int64_t blas_mode, int64_t pack_mode, int64_t barrier,
                                int64_t small) {
   ensure_blas();
-  if (small >= 0) g_small_mode = int(std::min<int64_t>(small, 2));
+  if (small >= 0) g_small_mode = int(std::min<int64_t>(small, 3));
   if (barrier >= 0) g_barrier_mode = barrier > 0 ? 1 : 0;
   if (par_threshold >= 0) g_par_threshold = par_threshold;
   if (blas_mode == 0) g_blas_mode = 0;
