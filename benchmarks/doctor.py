@@ -74,7 +74,7 @@ ROWS: dict[str, Row] = {r.name: r for r in (
 # 1-NN DTW (full window) test accuracy on the official split, computed with sktime's
 # KNeighborsTimeSeriesClassifier(distance="dtw") by benchmarks/doctor_research/export_ucr.py
 DTW = {"OSULeaf": 0.5909, "ArrowHead": 0.7029, "Trace": 1.0, "PickupGestureWiimoteZ_eq": 0.74, "ACSF1": 0.64,
-       "GunPoint": 0.9067}
+       "GunPoint": 0.9067, "Coffee": 1.0, "Trace_n5": 0.97, "OSULeaf_n10": 0.467, "BasicMotions": 0.975}
 
 
 def ucr_row(name: str, ucr_dir: Path, out: Path) -> Row:

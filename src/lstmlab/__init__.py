@@ -22,6 +22,7 @@ from . import (
 )
 from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from .diagnostics import GradientMonitor, GradientReport, diagnose, plot_history
+from .ensemble import Ensemble  # noqa: I001 - a layer made of Sequential members: after the model
 from .interop import from_keras, from_torch, to_torch
 from .layers import (
     GRU,
@@ -52,7 +53,7 @@ from . import doctor  # noqa: E402 - a callable package, ll.doctor(config, run_d
 
 __all__ = [
     "LSTM", "GRU", "SimpleRNN", "Dense", "Embedding", "Dropout", "Masking", "Bidirectional", "Layer",
-    "Attention", "explain", "Patch", "Unpatch", "GlobalAveragePooling1D", "SeriesNorm",
+    "Attention", "explain", "Ensemble", "Patch", "Unpatch", "GlobalAveragePooling1D", "SeriesNorm",
     "trace", "diagnose", "GradientReport", "GradientMonitor", "plot_history",
     "Sequential", "load_model", "from_torch", "to_torch", "from_keras",
     "Callback", "EarlyStopping", "History", "ModelCheckpoint",

@@ -137,6 +137,19 @@ def check_spec(spec, where: str, key: str, depth: int = 0) -> None:
         _fail(where, f"{key}.config", f"missing {name}'s argument {missing[0]!r}")
     if name == "Bidirectional":
         _check_directions(cfg, where, f"{key}.config")
+    if name == "Ensemble":
+        _check_members(cfg, where, f"{key}.config", depth)
+
+
+def _check_members(cfg: dict, where: str, key: str, depth: int) -> None:
+    """An Ensemble's ``layers``: a bounded list of layer specs, each checked like a top-level one."""
+    layers = cfg.get("layers")
+    if not isinstance(layers, list) or not layers or len(layers) > MAX_LAYERS:
+        _fail(where, f"{key}.layers", f"expected a list of 1 to {MAX_LAYERS} layer specs, got {layers!r:.80}")
+    if depth >= MAX_NESTING:
+        _fail(where, f"{key}.layers", f"layers nested more than {MAX_NESTING} deep")
+    for k, spec in enumerate(layers):
+        check_spec(spec, where, f"{key}.layers[{k}]", depth + 1)
 
 
 def _check_directions(cfg: dict, where: str, key: str) -> None:

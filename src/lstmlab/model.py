@@ -90,7 +90,9 @@ class Sequential(nn.Module):
         self._output_shapes = []
         n = len(self.layers)
         for k, layer in enumerate(self.layers):
-            if isinstance(layer, (RNNLayer, Bidirectional)) or getattr(layer, "uses_lengths", False):
+            if getattr(layer, "takes_logits", False):  # Ensemble: lengths, and logits when it is the head
+                out = layer(x, lengths=lengths, logits=logits and k == n - 1)
+            elif isinstance(layer, (RNNLayer, Bidirectional)) or getattr(layer, "uses_lengths", False):
                 if getattr(layer, "return_state", False):
                     raise ValueError(f"layer {k} ({layer.name}): return_state=True cannot be used inside "
                                      "Sequential; call the layer directly")
@@ -207,9 +209,14 @@ class Sequential(nn.Module):
         if self.optimizer is None:
             self.optimizer = self.optimizer_spec.build(self.parameters())
 
+    def _head(self):
+        """The output layer: the last layer, or the one inside a last Ensemble."""
+        last = self.layers[-1] if len(self.layers) else None
+        return last.head if getattr(last, "takes_logits", False) else last
+
     def _logit_mode(self, loss: str | None = None) -> bool:
         """Whether the last layer hands its logits to the loss (see :meth:`loss_terms`)."""
-        last = self.layers[-1] if len(self.layers) else None
+        last = self._head()
         want = L.LOGIT_ACTIVATION.get(self.loss_name if loss is None else loss)
         return isinstance(last, Dense) and want is not None and last.activation == want
 
@@ -270,14 +277,27 @@ class Sequential(nn.Module):
             raise RuntimeError("model: call compile(loss=...) or pass loss= before computing a loss")
         logit_mode = self._logit_mode(name)
         out = self(x, lengths=lengths, logits=logit_mode)
+        if getattr(self.layers[-1], "stacked", False):  # an Ensemble in training: one output per member
+            return self._member_terms(name, out, y, prepared, logit_mode)
         if not prepared:
             y = L.prepare_target(name, y, tuple(out.shape))
         mask = self._step_mask(out)
         values = L.elementwise(name, out, y, logit_mode)
-        probs = None
-        if logit_mode:
-            probs = torch.softmax(out, -1) if self.layers[-1].activation == "softmax" else torch.sigmoid(out)
+        probs = self._probs(out) if logit_mode else None
         return LossTerms(L.reduce(values, mask), probs if probs is not None else out, y, mask, values)
+
+    def _probs(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(out, -1) if self._head().activation == "softmax" else torch.sigmoid(out)
+
+    def _member_terms(self, name: str, outs: torch.Tensor, y, prepared: bool, logit_mode: bool) -> LossTerms:
+        """An Ensemble's training step: the loss is the mean of the members' losses (each learns as if
+        alone); the output the metrics see is the members' mean output (probabilities)."""
+        if not prepared:
+            y = L.prepare_target(name, y, tuple(outs.shape[1:]))
+        mask = self._step_mask(outs[0])
+        values = torch.stack([L.elementwise(name, o, y, logit_mode) for o in outs]).mean(0)
+        mean = torch.stack([self._probs(o) if logit_mode else o for o in outs]).mean(0)
+        return LossTerms(L.reduce(values, mask), mean, y, mask, values)
 
     def compute_loss(self, x, y, lengths=None, *, loss: str | None = None) -> torch.Tensor:
         """The loss the training loop optimises on ``(x, y)`` (a scalar tensor with its graph): the

@@ -14,7 +14,8 @@ from .schema import Ctx, kinds_from_default, suggest
 __all__ = ["validate_model", "default_layers", "resolve_layers", "build_layers", "DTYPES"]
 
 DTYPES = ("float32", "float64")
-MODEL_KEYS = ("layers", "name", "dtype")
+MODEL_KEYS = ("layers", "name", "dtype", "ensemble")
+ENSEMBLE_KEYS = {"members": ("int",), "augment": ("number",), "crop": ("number",), "views": ("int",)}
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
 _INT_ARGS = ("units", "input_dim", "output_dim")           # required integers
 _OPTIONAL_INT_ARGS = ("input_size", "seed", "chrono_max_len")  # None by default, else an integer
@@ -102,6 +103,7 @@ def validate_model(ctx: Ctx, model: dict) -> dict:
     ctx.check_type("model.dtype", out["dtype"], ("str",))
     if out["dtype"] not in DTYPES:
         raise ctx.error("model.dtype", f"expected 'float32' or 'float64', got {out['dtype']!r}")
+    out["ensemble"] = _validate_ensemble(ctx, model.get("ensemble"))
     layers = model.get("layers")
     if layers is None:
         out["layers"] = None  # a default model is chosen from the data
@@ -115,6 +117,21 @@ def validate_model(ctx: Ctx, model: dict) -> dict:
         if spec["type"] == "Embedding":
             raise ctx.error(f"model.layers[{i}].type", "an Embedding layer must come first")
     return out
+
+
+def _validate_ensemble(ctx: Ctx, ens: Any) -> dict | None:
+    """``[model] ensemble = {members = 4, augment = 0.9, crop = 0.9, views = 5}`` (lstmlab.Ensemble's
+    arguments): the layers become the members of one Ensemble."""
+    if ens is None or ens is False:
+        return None
+    if ens is True:
+        return {}
+    ctx.check_type("model.ensemble", ens, ("table",))
+    for k, v in ens.items():
+        if k not in ENSEMBLE_KEYS:
+            raise ctx.unknown("model.ensemble", k, list(ENSEMBLE_KEYS))
+        ctx.check_value(f"model.ensemble.{k}", v, ENSEMBLE_KEYS[k])
+    return dict(ens)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@
 3. **Probing**: an Optuna study, one trial per candidate, successive halving in time slices
    (:mod:`lstmlab.doctor.study`) within ``probe_share`` of the budget; the plain config competes too.
 4. **The winner** (best validation score) trains on, to as many epochs as the rest of the budget
-   allows, and its config becomes ``best.toml`` (``lstmlab train best.toml`` repeats it).
+   allows, and its config becomes ``best.toml`` (``lstmlab train best.toml`` repeats it).  On a
+   small set of continuous series to classify, the winner becomes an ensemble instead
+   (:mod:`lstmlab.doctor.small`).
 5. **Never worse**: if the winner ends below the plain config on validation, the plain config is
    the answer and the report says that the doctor could not help.
 
@@ -28,7 +30,7 @@ import torch
 
 from ..config import ConfigError, validate
 from ..run import RunDir, RunDirError
-from . import report
+from . import report, small
 from .candidates import Candidate, propose
 from .diagnosis import Diagnosis, clearly_better, headline, learned
 from .plan import Plan, make_plan
@@ -50,6 +52,8 @@ class DoctorSettings:
     max_candidates: int = 6      # the plain config included
     diagnose_batch: int = 256    # validation samples for lstmlab.diagnose
     threads: int | None = None   # torch threads during the run (None: leave as is)
+    ensemble_steps: int = small.STEPS         # small training sets: optimizer steps per ensemble member
+    min_ensemble_steps: int = small.MIN_STEPS  # fewer fit in the budget: the probes' winner trains on instead
     extra: dict = field(default_factory=dict)
 
 
@@ -76,8 +80,9 @@ def doctor(config: str | os.PathLike, run_dir: str | os.PathLike, budget_minutes
     rd = RunDir(run_dir)
     _check_args(budget_minutes, rd)
     t0 = time.monotonic()
-    budget = Budget(end=t0 + 60.0 * budget_minutes, probe_end=t0 + 60.0 * budget_minutes * s.probe_share)
     plan = make_plan(config, s.diagnose_batch)
+    share = min(s.probe_share, small.PROBE_SHARE) if small.applies(plan) else s.probe_share
+    budget = Budget(end=t0 + 60.0 * budget_minutes, probe_end=t0 + 60.0 * budget_minutes * share)
     try:
         lock = rd.claim("doctor")
     except RunDirError as exc:
@@ -143,7 +148,13 @@ def _run(plan: Plan, rd: RunDir, ps: ProbeStudy, budget: Budget, s: DoctorSettin
     for p in live:
         if p is not winner:
             ps.complete(p)
-    answer = _final(plan, ps, winner, plain, budget, out)
+    answer = None
+    if small.applies(plan):
+        ps.complete(winner)
+        answer = small.ensemble_stage(plan, ps, probes, winner, plain, budget, rd.path(PROBES), out,
+                                       s.ensemble_steps, s.min_ensemble_steps)
+    if answer is None:
+        answer = _final(plan, ps, winner, plain, budget, out)
     summary = report.summary(plan, diag, probes, winner, answer, plain, time.monotonic() - t0, ps)
     report.write_all(rd, summary, answer, out)
     return report.result_line(summary)

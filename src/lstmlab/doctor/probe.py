@@ -125,6 +125,7 @@ class Probe:
         self.final_epochs: int | None = None     # the epochs of best.toml when this probe is the answer
         self.fallback_from: str | None = None    # the winner this (plain) probe replaced (never-worse rule)
         self.fallback_why: str | None = None     # "below" | "within noise"
+        self.val_probe: Probe | None = None      # trained without the validation series: its val stands in
 
     @property
     def label(self) -> str:

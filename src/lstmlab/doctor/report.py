@@ -38,9 +38,10 @@ def _all_counts(p) -> dict[str, int]:
 def _side(p, remedies: bool) -> dict[str, Any]:
     counts = _all_counts(p)
     s = p.last
+    v = p.val_probe.last if p.val_probe is not None and p.val_probe.last is not None else s
     d: dict[str, Any] = {"verdict": headline(counts)[0] if counts else (s.end_verdict if s else None),
                          "health": headline_text(counts) if counts else "no gradient samples",
-                         "val": s.val if s else None, "test": s.test if s else None,
+                         "val": v.val if v else None, "test": s.test if s else None,
                          "epochs": p.final_epochs or p.epochs_done(), "trained_s": round(p.trained_s, 1)}
     if remedies:
         d = {"remedies": p.candidate.remedies, **d}
@@ -72,7 +73,8 @@ def _why(winner, probes: list, metric: str) -> str:
 
 
 def _message(answer, winner, plain, facts, metric: str, n: int) -> str:
-    after = answer.last.val if answer.last else None
+    shown = answer.val_probe or answer
+    after = shown.last.val if shown.last else None
     if answer.fallback_from:
         how = ("ended below the plain config on validation" if answer.fallback_why == "below" else
                "was not clearly better than the plain config on validation (the difference is within the noise "
@@ -89,6 +91,9 @@ def _message(answer, winner, plain, facts, metric: str, n: int) -> str:
         at = (answer.last.test or {}).get(name) if answer.last else None
         msg = (f"Treated with {answer.label}: validation {name} {fmt(b)} -> {fmt(a)}, test {name} {fmt(bt)} -> "
                f"{fmt(at)}.")
+    if answer.val_probe is not None:
+        msg += (f" The validation score is that of the same config trained without the validation series; the "
+                f"answer then trained on all {facts.n_train + facts.n_val} series for the same number of steps.")
     if not learned(after, facts, metric):
         base = facts.baseline_loss()
         msg += (" The task is not solved: the result is no better than a model without memory"

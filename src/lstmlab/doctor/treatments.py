@@ -25,6 +25,8 @@ WHEN = {
     "cell": "a SimpleRNN (or GRU) whose gradient vanishes: gated cells keep it over longer lags; "
             "IRNN (relu + identity recurrence) is the ungated alternative",
     "series_norm": "continuous series whose shape, not level or scale, carries the class (UCR-style data)",
+    "difference": "continuous series to classify: the standardised first difference as more input channels "
+                  "(where the series rises and falls)",
     "patch": "long sequences: k steps fed as one step of k*F features, so the gradient crosses k times "
              "fewer recurrent steps",
     "width": "the plain model learns but underfits: more units per layer",
@@ -35,12 +37,15 @@ WHEN = {
     "chrono": "long lags: forget/input-gate biases drawn for memories of up to T steps (Tallec & Ollivier "
               "2018), T = the number of steps the recurrent layer sees",
     "readout": "sequence targets: a mean-pool or attention readout gives every step a direct path to the loss",
+    "ensemble": "small training sets (tens to a few hundred series): members that each see their own window "
+                "slices, predictions averaged over members and crops of the series (the variance of one model "
+                "trained on few series, not its gradient path)",
     "clip": "exploding gradients: cap each parameter's gradient norm",
     "learning_rate": "exploding gradients or a loss that does not move: scale the learning rate",
     "tbptt": "very long per-step streams: truncated back-propagation in chunks (bounded memory and steps)",
 }
-ORDER = ("cell", "series_norm", "patch", "width", "depth", "bidirectional", "layer_norm", "chrono", "readout",
-         "clip", "learning_rate", "tbptt")
+ORDER = ("cell", "series_norm", "difference", "patch", "width", "depth", "bidirectional", "layer_norm", "chrono",
+         "readout", "ensemble", "clip", "learning_rate", "tbptt")
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,23 @@ def _series_norm(cfg: dict, facts: DataFacts) -> None:
         layers.insert(0, {"type": "SeriesNorm"})
 
 
+def _difference(cfg: dict, facts: DataFacts) -> None:
+    """``SeriesNorm(difference = true)`` first (the standardised series and its first difference)."""
+    layers = cfg["model"]["layers"]
+    norm = next((s for s in layers if s.get("type") == "SeriesNorm"), None)
+    if norm is None:
+        layers.insert(0, {"type": "SeriesNorm", "difference": True})
+    else:
+        norm["difference"] = True
+
+
+def _ensemble(cfg: dict, facts: DataFacts, members: int = 4) -> None:
+    """``[model] ensemble``: the layers become ``members`` members (window slices while training, views
+    averaged when predicting; no crops for per-step targets or padded sequences)."""
+    crops = not facts.per_step and not facts.variable_length
+    cfg["model"]["ensemble"] = {"members": int(members), **({} if crops else {"augment": 0.0, "views": 0})}
+
+
 def _patch(cfg: dict, facts: DataFacts, size: int) -> None:
     """``Patch(size)`` before the first recurrent layer; per-step targets get ``Dense(size*H)`` +
     ``Unpatch(size, steps=T)`` after the last one (causal: no output sees a later input)."""
@@ -224,12 +246,12 @@ def _tbptt(cfg: dict, facts: DataFacts, steps: int) -> None:
 
 
 _APPLY: dict[str, Callable[..., None]] = {
-    "cell": _cell, "series_norm": _series_norm, "patch": _patch, "width": _scale_units, "depth": _depth,
-    "bidirectional": _bidirectional, "layer_norm": _layer_norm, "chrono": _chrono, "readout": _readout,
-    "clip": _clip, "learning_rate": _learning_rate, "tbptt": _tbptt,
+    "cell": _cell, "series_norm": _series_norm, "difference": _difference, "patch": _patch, "width": _scale_units,
+    "depth": _depth, "bidirectional": _bidirectional, "layer_norm": _layer_norm, "chrono": _chrono,
+    "readout": _readout, "ensemble": _ensemble, "clip": _clip, "learning_rate": _learning_rate, "tbptt": _tbptt,
 }
 _PARAM = {"cell": "to", "patch": "size", "width": "factor", "depth": "layers_n", "chrono": "max_len",
-          "readout": "kind", "clip": "norm", "learning_rate": "factor", "tbptt": "steps"}
+          "readout": "kind", "ensemble": "members", "clip": "norm", "learning_rate": "factor", "tbptt": "steps"}
 
 
 def apply(cfg: dict, facts: DataFacts, treatments: list[Treatment] | tuple[Treatment, ...]) -> dict:

@@ -12,7 +12,12 @@
 * :class:`GlobalAveragePooling1D` (Keras's name): the mean over the valid steps; every step gets
   a direct path to the loss (a readout that does not rely on the last state alone).
 * :class:`SeriesNorm` (``{type = "SeriesNorm"}``): per-series, per-channel standardisation over
-  the valid steps (the UCR convention: each series has mean 0 and standard deviation 1).
+  the valid steps (the UCR convention: each series has mean 0 and standard deviation 1); with
+  ``difference = true`` the standardised first difference follows as F more channels.
+
+:func:`crop_stretch` and :func:`crop_views` (window slicing, Le Guennec et al. 2016) cut a window of
+a series and stretch it back to the full length; :class:`lstmlab.Ensemble` uses them to augment
+training series and to average predictions over several views of a test series.
 
 A layer that changes the time axis declares ``output_lengths(lengths)``; ``Sequential`` calls it
 to carry the sequence lengths on.
@@ -27,7 +32,7 @@ import torch
 from ..validation import InputError, check_lengths
 from .base import Layer, check_positive_int
 
-__all__ = ["Patch", "Unpatch", "GlobalAveragePooling1D", "SeriesNorm", "valid_mask"]
+__all__ = ["Patch", "Unpatch", "GlobalAveragePooling1D", "SeriesNorm", "valid_mask", "crop_stretch", "crop_views"]
 
 
 def _check_3d(name: str, x) -> None:
@@ -150,32 +155,74 @@ class GlobalAveragePooling1D(Layer):
 class SeriesNorm(Layer):
     """Per-series z-normalisation: each sequence and channel gets mean 0 and standard deviation 1
     over its valid steps (padding stays 0).  ``epsilon`` keeps a constant channel finite.
+    ``difference=True`` appends the first difference of the standardised series (0 at the first
+    step), itself standardised per series: ``F`` -> ``2F`` channels.
 
     The UCR convention for time-series classification: the shape of a series matters, not its
-    offset or scale.  Not for tasks whose target depends on absolute values (e.g. the adding
-    problem)."""
+    offset or scale; the difference channel shows where the series rises and falls (it helped on
+    small UCR sets, ``benchmarks/doctor_research/FINDINGS2.md``).  Not for tasks whose target
+    depends on absolute values (e.g. the adding problem)."""
 
     uses_lengths = True
 
-    def __init__(self, epsilon: float = 1e-8, name: str | None = None) -> None:
+    def __init__(self, epsilon: float = 1e-8, difference: bool = False, name: str | None = None) -> None:
         super().__init__(name)
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0 \
                 or not math.isfinite(epsilon):
             raise ValueError(f"epsilon: expected a positive number, got {epsilon!r}")
-        self.epsilon = float(epsilon)
+        if not isinstance(difference, bool):
+            raise ValueError(f"difference: expected true or false, got {difference!r}")
+        self.epsilon, self.difference = float(epsilon), difference
+
+    def _standardise(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        n = w.sum(dim=1, keepdim=True).clamp_min(1.0)
+        mean = (x * w).sum(dim=1, keepdim=True) / n
+        var = (((x - mean) * w) ** 2).sum(dim=1, keepdim=True) / n
+        return (x - mean) / torch.sqrt(var + self.epsilon) * w
 
     def forward(self, x: torch.Tensor, mask=None, lengths=None) -> torch.Tensor:
         _check_3d(self.name, x)
         lengths = _lengths(x, lengths)
         valid = valid_mask(lengths, x.shape[0], x.shape[1], x.device)
         w = torch.ones_like(x[..., :1]) if valid is None else valid.to(x.dtype).unsqueeze(-1)
-        n = w.sum(dim=1, keepdim=True).clamp_min(1.0)
-        mean = (x * w).sum(dim=1, keepdim=True) / n
-        var = (((x - mean) * w) ** 2).sum(dim=1, keepdim=True) / n
-        return (x - mean) / torch.sqrt(var + self.epsilon) * w
+        z = self._standardise(x, w)
+        if not self.difference:
+            return z
+        d = torch.cat([torch.zeros_like(z[:, :1]), z[:, 1:] - z[:, :-1]], dim=1) * w
+        return torch.cat([z, self._standardise(d, w)], dim=-1)
 
     def output_lengths(self, lengths: torch.Tensor | None) -> torch.Tensor | None:
         return lengths
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return {**super().get_config(), "epsilon": self.epsilon, "difference": self.difference}
+
+
+def crop_stretch(x: torch.Tensor, starts: torch.Tensor, width: int) -> torch.Tensor:
+    """Series ``i``'s window ``[starts[i], starts[i] + width)`` stretched back to ``T`` steps by linear
+    interpolation: ``(B, T, F)`` -> ``(B, T, F)``."""
+    _check_3d("crop_stretch", x)
+    steps = x.shape[1]
+    pos = starts.to(x.device, x.dtype).unsqueeze(1) + torch.linspace(0, width - 1, steps, dtype=x.dtype,
+                                                                       device=x.device).unsqueeze(0)
+    lo = pos.floor().long().clamp(0, steps - 1)
+    hi = (lo + 1).clamp(max=steps - 1)
+    frac = (pos - lo.to(x.dtype)).unsqueeze(-1)
+    idx = lambda i: i.unsqueeze(-1).expand(-1, -1, x.shape[2])  # noqa: E731
+    return (1 - frac) * x.gather(1, idx(lo)) + frac * x.gather(1, idx(hi))
+
+
+def crop_width(steps: int, crop: float) -> int:
+    """The window of a ``crop`` fraction of ``steps`` (at least 2 steps)."""
+    return max(2, min(steps, int(round(crop * steps))))
+
+
+def crop_views(x: torch.Tensor, views: int, crop: float) -> list[torch.Tensor]:
+    """The series itself and ``views`` windows of ``crop`` of its steps at evenly spaced starts, each
+    stretched back to ``T`` (for averaging predictions over views)."""
+    if views <= 0:
+        return [x]
+    steps = x.shape[1]
+    w = crop_width(steps, crop)
+    starts = torch.linspace(0, steps - w, views).round().long()
+    return [x] + [crop_stretch(x, torch.full((x.shape[0],), int(s)), w) for s in starts]

@@ -17,6 +17,7 @@ from .. import optim
 from ..config import ConfigError, build_layers, load_config, resolve_layers, suggest, validate
 from ..data import DataError, load
 from ..diagnostics import GradientMonitor
+from ..ensemble import Ensemble
 from ..model import Sequential
 from .checkpoint import seed_everything
 from .memory import check_model_size, largest_size
@@ -63,7 +64,15 @@ def build_model(cfg: dict, meta: dict, config_path: str | os.PathLike | None = N
     """A compiled Sequential for a resolved config and the data's meta."""
     specs = resolve_layers(cfg["model"], meta, config_path)
     cfg["model"]["layers"] = specs
-    model = Sequential(build_layers(specs, config_path), name=cfg["model"].get("name", "sequential"))
+    layers = build_layers(specs, config_path)
+    ens = cfg["model"].get("ensemble")
+    if ens is not None:
+        try:
+            layers = [Ensemble(layers, **ens)]
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{config_path}: model.ensemble: {exc}" if config_path else f"model.ensemble: {exc}") \
+                from None
+    model = Sequential(layers, name=cfg["model"].get("name", "sequential"))
     model.to(getattr(torch, cfg["model"].get("dtype", "float32")))
     t = cfg["train"]
     t["loss"] = t["loss"] or default_loss(meta)
