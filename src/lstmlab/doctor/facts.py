@@ -69,6 +69,11 @@ def _majority(y: np.ndarray, meta: dict) -> float | None:
     return float(np.bincount(y.astype(np.int64)).max() / len(y))
 
 
+def _varies(lengths, steps: int) -> bool:
+    """Whether some training sequence is shorter than the padded length (lengths given and not all T)."""
+    return lengths is not None and bool((np.asarray(lengths) != steps).any())
+
+
 def facts_from_splits(splits) -> DataFacts:
     """:class:`DataFacts` of loaded :class:`~lstmlab.data.DataSplits`."""
     meta = splits.meta
@@ -79,7 +84,7 @@ def facts_from_splits(splits) -> DataFacts:
         steps=int(x.shape[1]), n_features=None if tokens else int(x.shape[2]),
         kind=str(meta.get("kind") or "regression"), target=str(meta.get("target") or "sequence"),
         n_classes=meta.get("n_classes"), n_train=len(splits.train), n_val=len(splits.val),
-        variable_length=splits.train.lengths is not None, input_type="tokens" if tokens else "features",
+        variable_length=_varies(splits.train.lengths, int(x.shape[1])), input_type="tokens" if tokens else "features",
         continuous=False if tokens else _continuous(x), baseline=baseline, majority=_majority(splits.train.y, meta))
 
 

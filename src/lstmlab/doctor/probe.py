@@ -126,6 +126,7 @@ class Probe:
         self.fallback_from: str | None = None    # the winner this (plain) probe replaced (never-worse rule)
         self.fallback_why: str | None = None     # "below" | "within noise"
         self.val_probe: Probe | None = None      # trained without the validation series: its val stands in
+        self.stage: str | None = None            # "ensemble": made after the probing (doctor.small), not a rival
 
     @property
     def label(self) -> str:
@@ -218,7 +219,7 @@ class Probe:
         return {"index": self.index, "label": self.label,
                 "treatments": [t.to_dict() for t in self.candidate.treatments], "reason": self.candidate.reason,
                 "run_dir": str(self.rd.root), "trained_s": round(self.trained_s, 1), "pruned_at": self.pruned_at,
-                "why": self.reason, "slices": [s.to_dict() for s in self.slices]}
+                "why": self.reason, "stage": self.stage, "slices": [s.to_dict() for s in self.slices]}
 
 
 def _quiet(*args: Any, **kwargs: Any) -> None:

@@ -53,7 +53,7 @@ def _why(winner, probes: list, metric: str) -> str:
     s = winner.last
     if s is None:
         return "no probe finished a slice"
-    rivals = [p for p in probes if p is not winner and p.last is not None]
+    rivals = [p for p in probes if p is not winner and p.last is not None and p.stage is None]
     parts = []
     name = metric.removeprefix("val_")
     for p in sorted(rivals, key=lambda p: -(p.pruned_at if p.pruned_at is not None else 99))[:2]:
@@ -128,6 +128,13 @@ PROBE_HEAD = ["#", "treatment", "why proposed", "val per rung", "gradients", "de
               "trained s", "outcome"]
 
 
+def _unpruned(p: dict[str, Any], s: dict[str, Any]) -> str:
+    if p.get("stage") == "ensemble":
+        return "check on validation (trained without the validation series)" if p.get("why") is None \
+            else f"check: {p['why']}; not used"
+    return "winner" if p["label"] == s["winner"] else "not pruned (probing ended)"
+
+
 def _probe_rows(s: dict[str, Any]) -> list[list[Any]]:
     name = s["metric"].removeprefix("val_")
     rows = []
@@ -142,8 +149,7 @@ def _probe_rows(s: dict[str, Any]) -> list[list[Any]]:
         decay = last.get("decay")
         pruned = f"pruned at rung {p['pruned_at']}" if p["pruned_at"] is not None else None
         outcome = ("answer" + (f" ({pruned}; kept by the never-worse rule)" if pruned else "")
-                   if p["label"] == s["answer"] else pruned or ("winner" if p["label"] == s["winner"]
-                                                                else "not pruned (probing ended)"))
+                   if p["run_dir"] == s["answer_run_dir"] else pruned or _unpruned(p, s))
         rows.append([p["index"], p["label"], p["reason"], scores, headline_text(counts) if counts else "-",
                      "-" if decay is None else f"10^{decay:+.1f}",
                      "-" if last.get("slope") is None else f"{last['slope']:+.2%}", p["trained_s"], outcome])
