@@ -78,17 +78,19 @@ DTW = {"OSULeaf": 0.5909, "ArrowHead": 0.7029, "Trace": 1.0, "PickupGestureWiimo
 
 
 def ucr_row(name: str, ucr_dir: Path, out: Path) -> Row:
-    """Write the set's official splits as long-format CSV and return its row."""
+    """Write the set's official splits as long-format CSV (one value column per channel) and return its row."""
     z = np.load(ucr_dir / f"{name}.npz", allow_pickle=False)
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):
         x, y = z[f"x_{split}"], z[f"y_{split}"]
+        names = ["value"] if x.shape[2] == 1 else [f"value{c}" for c in range(x.shape[2])]
         with open(out / f"{name}_{split}.csv", "w", encoding="utf-8") as fh:
-            fh.write("id,step,value,label\n")
+            fh.write(f"id,step,{','.join(names)},label\n")
             for i in range(len(x)):
                 for t in range(x.shape[1]):
-                    if np.isfinite(x[i, t, 0]):
-                        fh.write(f"{split}{i},{t},{float(x[i, t, 0]):.7g},{y[i]}\n")
+                    if np.isfinite(x[i, t]).all():
+                        values = ",".join(f"{float(v):.7g}" for v in x[i, t])
+                        fh.write(f"{split}{i},{t},{values},{y[i]}\n")
     config = f"""[data]
 source = "csv-sequences"
 path = "{name}_train.csv"

@@ -20,6 +20,8 @@ Inside :class:`~lstmlab.Sequential` an Ensemble is the last layer, or the only o
 In TOML: ``[model] ensemble = {members = 4}`` wraps ``model.layers``.  Crops apply to sequences
 of one length (no ``lengths``) and per-sequence outputs: with per-step targets or padded batches
 set ``augment = 0`` and ``views = 0`` (then the members differ by their initial weights only).
+The GradientMonitor and ``ll.diagnose`` see every member's recurrent layers; ``explain`` shows
+the attention weights of the last member on the last view; ``to_torch`` refuses an Ensemble.
 """
 
 from __future__ import annotations
