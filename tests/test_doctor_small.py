@@ -105,3 +105,45 @@ def test_the_stage_applies_to_few_continuous_series_only():
     assert _whole_split({"source": "csv-sequences", "path": "a.csv", "val_fraction": 0.2})["val_fraction"] == 0.0
     assert _whole_split({"source": "csv-sequences", "path": "a.csv", "val_path": "v.csv"}) is None
     assert _whole_split({"source": "adding", "length": 20}) is None  # no val_fraction: keep the split
+
+
+def test_the_ensemble_is_made_of_the_validated_recipe_not_a_noisy_winner(tmp_path):
+    from lstmlab.doctor import Candidate
+    from lstmlab.doctor.probe import Probe
+    from lstmlab.doctor.small import base_probe
+    from lstmlab.doctor.treatments import treatment
+
+    facts = DataFacts(steps=300, n_features=1, kind="classification", target="sequence", n_classes=3, n_train=27,
+                      n_val=9, variable_length=False, input_type="features", continuous=True)
+
+    def probe(i, *ts):
+        return Probe(i, Candidate(tuple(ts), "r"), {"train": {}}, tmp_path, facts, "val_accuracy", (None,) * 3)
+
+    plain = probe(0)
+    recipe = probe(1, treatment("series_norm"), treatment("patch", 6), treatment("chrono"))
+    attention = probe(2, treatment("patch", 6), treatment("chrono"), treatment("readout", "attention"))
+    assert base_probe([plain, recipe, attention], attention) is recipe
+    assert base_probe([plain, attention], attention) is attention  # no such probe: the winner
+
+
+def test_a_plain_config_that_is_healthy_and_right_on_validation_keeps_its_place(tmp_path):
+    from types import SimpleNamespace
+
+    from lstmlab.doctor import Candidate
+    from lstmlab.doctor.probe import Probe, Slice
+    from lstmlab.doctor.small import plain_solves
+
+    facts = DataFacts(steps=100, n_features=6, kind="classification", target="sequence", n_classes=4, n_train=30,
+                      n_val=10, variable_length=False, input_type="features", continuous=True)
+    plain = Probe(0, Candidate((), "plain"), {"train": {}}, tmp_path, facts, "val_accuracy", (None,) * 3)
+
+    def with_val(acc):
+        plain.slices = [Slice(rung=0, seconds=1.0, epochs=3, status="stopped", val={"accuracy": acc, "loss": 0.1},
+                              test=None, key=acc, verdict="healthy")]
+        return plain
+
+    healthy = SimpleNamespace(verdict="healthy", learned=True)
+    assert plain_solves(healthy, with_val(1.0))
+    assert not plain_solves(healthy, with_val(0.9))
+    assert not plain_solves(SimpleNamespace(verdict="vanishing", learned=True), with_val(1.0))
+    assert not plain_solves(SimpleNamespace(verdict="healthy", learned=False), with_val(1.0))

@@ -149,7 +149,7 @@ def _run(plan: Plan, rd: RunDir, ps: ProbeStudy, budget: Budget, s: DoctorSettin
         if p is not winner:
             ps.complete(p)
     answer = None
-    if small.applies(plan):
+    if small.applies(plan) and not small.plain_solves(diag, plain):
         ps.complete(winner)
         answer = small.ensemble_stage(plan, ps, probes, winner, plain, budget, rd.path(PROBES), out,
                                        s.ensemble_steps, s.min_ensemble_steps)

@@ -18,7 +18,8 @@ doctor then trades the rest of the budget for variance:
    ``val_fraction = 0``), unless the check is clearly below the plain config.
 
 Not used for per-step targets, token inputs, or more than :data:`MAX_SERIES` series (there one
-model has the data it needs; the probes' winner trains on as before).
+model has the data it needs; the probes' winner trains on as before), nor when the plain config is
+healthy and already right on every validation series (:func:`plain_solves`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .probe import Probe
 from .study import Budget, ProbeStudy
 from .treatments import apply, treatment
 
-__all__ = ["applies", "ensemble_stage", "MAX_SERIES", "STEPS", "BATCH", "MEMBERS"]
+__all__ = ["applies", "plain_solves", "ensemble_stage", "MAX_SERIES", "STEPS", "BATCH", "MEMBERS"]
 
 MAX_SERIES = 300     # training + validation series; FINDINGS2 measured 20-60, and OSULeaf at 200
 STEPS = 500          # optimizer steps per member (FINDINGS2: 450-920 in 30 s)
@@ -51,6 +52,15 @@ def applies(plan: Plan) -> bool:
     f = plan.facts
     return (f.sequence_classification and f.continuous and f.input_type == "features"
             and f.n_train + f.n_val <= MAX_SERIES and f.steps >= 8)
+
+
+def plain_solves(diag, plain: Probe) -> bool:
+    """The plain config has healthy gradients, learns, and gets every validation series right: nothing
+    for the doctor to fix and nothing a validation split could show an ensemble gaining (BasicMotions:
+    plain 1.0 on validation and test; the ensemble, standardising away the amplitude that carries its
+    classes, 0.975).  The probes' winner then has to be clearly better, as everywhere else."""
+    acc = ((plain.last.val if plain.last else None) or {}).get("accuracy")
+    return diag.verdict == "healthy" and bool(diag.learned) and isinstance(acc, (int, float)) and acc >= 0.999
 
 
 def _whole_split(data: dict) -> dict | None:
