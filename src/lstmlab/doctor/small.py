@@ -164,19 +164,27 @@ def ensemble_stage(plan: Plan, ps: ProbeStudy, probes: list[Probe], winner: Prob
         out(f"ensemble: {_score(check, plan.metric)}; the data keep a separate validation file, so this run "
             "is the answer", flush=True)
         return check
-    final_cfg = copy.deepcopy(cfg)
+    epochs_all = _epochs(n_all, steps) if done >= epochs else _epochs_like(done, f.n_train, n_all)
+    return _on_all_series(plan, ps, probes, check, whole, epochs_all, root, out)
+
+
+def _on_all_series(plan: Plan, ps: ProbeStudy, probes: list[Probe], check: Probe, whole: dict, epochs: int, root,
+                   out: Callable) -> Probe:
+    """Step 4: the checked config on the training and validation series (the answer)."""
+    final_cfg = copy.deepcopy(check.cfg)
     final_cfg["data"] = whole
-    final_cfg["train"]["epochs"] = _epochs(n_all, steps) if done >= epochs else _epochs_like(done, f.n_train, n_all)
+    final_cfg["train"]["epochs"] = epochs
     final_cfg["train"]["checkpoint_monitor"] = "loss"
     validate(copy.deepcopy(final_cfg), plan.config_path)
-    final = Probe(len(probes), Candidate(cand.treatments, "the ensemble on the training and validation series"),
-                  final_cfg, root, f, plan.metric, plan.val_batch)
+    final = Probe(len(probes), Candidate(check.candidate.treatments, "the ensemble on the training and validation "
+                                         "series"), final_cfg, root, plan.facts, plan.metric, plan.val_batch)
     final.stage = "ensemble"
     probes.append(final)
     ps.open(final)
+    n_all = plan.facts.n_train + plan.facts.n_val
     out(f"ensemble: {_score(check, plan.metric)} on validation; training it on all {n_all} series "
-        f"({final_cfg['train']['epochs']} epochs) ...", flush=True)
-    final.run(0, None, epochs=final_cfg["train"]["epochs"])
+        f"({epochs} epochs) ...", flush=True)
+    final.run(0, None, epochs=epochs)
     ps.report(final)
     ps.complete(final)
     final.final_epochs = final.epochs_done()
