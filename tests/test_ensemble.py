@@ -154,6 +154,12 @@ def test_bad_arguments_name_themselves(kwargs, match):
         ll.Ensemble(**args)
 
 
+def test_an_ensemble_must_be_the_last_layer():
+    m = ll.Sequential([ll.Ensemble([ll.LSTM(3), ll.Dense(2)], members=2), ll.Dense(1)])
+    with pytest.raises(ValueError, match="must be the last layer"):
+        m(torch.zeros(2, 5, 1))
+
+
 def test_per_step_outputs_with_crops_are_refused_clearly():
     m = ll.Sequential([ll.Ensemble([ll.LSTM(3, return_sequences=True), ll.Dense(1)], members=2)])
     m.compile(loss="mse")

@@ -90,8 +90,11 @@ class Sequential(nn.Module):
         self._output_shapes = []
         n = len(self.layers)
         for k, layer in enumerate(self.layers):
-            if getattr(layer, "takes_logits", False):  # Ensemble: lengths, and logits when it is the head
-                out = layer(x, lengths=lengths, logits=logits and k == n - 1)
+            if getattr(layer, "takes_logits", False):  # Ensemble: lengths, and logits (it is the head)
+                if k != n - 1:
+                    raise ValueError(f"layer {k} ({layer.name}): an Ensemble must be the last layer (its members end "
+                                     f"with the output layer); got {n - 1 - k} layer(s) after it")
+                out = layer(x, lengths=lengths, logits=logits)
             elif isinstance(layer, (RNNLayer, Bidirectional)) or getattr(layer, "uses_lengths", False):
                 if getattr(layer, "return_state", False):
                     raise ValueError(f"layer {k} ({layer.name}): return_state=True cannot be used inside "
@@ -209,8 +212,7 @@ class Sequential(nn.Module):
         if self.optimizer is None:
             self.optimizer = self.optimizer_spec.build(self.parameters())
 
-    def _head(self):
-        """The output layer: the last layer, or the one inside a last Ensemble."""
+    def _head(self):  # the output layer: the last one, or the one inside a last Ensemble
         last = self.layers[-1] if len(self.layers) else None
         return last.head if getattr(last, "takes_logits", False) else last
 
@@ -290,8 +292,8 @@ class Sequential(nn.Module):
         return torch.softmax(out, -1) if self._head().activation == "softmax" else torch.sigmoid(out)
 
     def _member_terms(self, name: str, outs: torch.Tensor, y, prepared: bool, logit_mode: bool) -> LossTerms:
-        """An Ensemble's training step: the loss is the mean of the members' losses (each learns as if
-        alone); the output the metrics see is the members' mean output (probabilities)."""
+        """An Ensemble's training step: the mean of the members' losses (each learns as if alone); the
+        metrics see the members' mean output."""
         if not prepared:
             y = L.prepare_target(name, y, tuple(outs.shape[1:]))
         mask = self._step_mask(outs[0])
