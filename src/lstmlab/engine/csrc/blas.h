@@ -153,7 +153,7 @@ struct RecGemm {
   const T* W = nullptr;
   int64_t ldw = 0, M = 0, N = 0, K = 0;
   bool trans_w = true, own = false;
-  Tensor packed, wt;  // wt: W as (K, N) row-major for the own kernel
+  Tensor packed, wt;  // wt: W as (K, N) in the own kernel's column panels (pack_panels)
   void init(const T* W_, int64_t ldw_, int64_t M_, int64_t N_, int64_t K_, bool trans_w_, int64_t full) {
     W = W_;
     ldw = ldw_;
@@ -175,7 +175,7 @@ struct RecGemm {
   void run(const T* A, int64_t lda, T* C, int64_t ldc) const {
     if constexpr (std::is_same<T, float>::value) {
       if (own) {
-        micro_gemm(M, N, K, A, lda, wt.defined() ? wt.data_ptr<float>() : W, wt.defined() ? N : ldw, C, ldc);
+        micro_gemm(M, N, K, A, lda, wt.data_ptr<float>(), C, ldc);
         return;
       }
     }
@@ -185,14 +185,13 @@ struct RecGemm {
  private:
   void init_own() {
     if (g_small_mode == 0 || (g_small_mode == 1 && K * N > kSmallMaxElems)) return;
-    if (trans_w) {
-      auto o = opts_of<T>();
-      wt = at::from_blob(const_cast<T*>(W), {N, K}, {ldw, 1}, o).t().contiguous();
+    if constexpr (std::is_same<T, float>::value) {
+      // B = W^T (forward) or W (backward), element (k, j)
+      wt = trans_w ? pack_panels(K, N, W, 1, ldw) : pack_panels(K, N, W, ldw, 1);
+      own = choose_small(M, N, K, wt.data_ptr<float>(), int(trans_w) * 2 + int(packed.defined()),
+                         [this](const T* a, int64_t lda, T* c, int64_t ldc) { run_blas(a, lda, c, ldc); });
+      if (!own) wt = Tensor();
     }
-    const T* b = wt.defined() ? wt.template data_ptr<T>() : W;
-    own = choose_small(M, N, K, b, wt.defined() ? N : ldw, int(trans_w) * 2 + int(packed.defined()),
-                       [this](const T* a, int64_t lda, T* c, int64_t ldc) { run_blas(a, lda, c, ldc); });
-    if (!own) wt = Tensor();
   }
   void run_blas(const T* A, int64_t lda, T* C, int64_t ldc) const {
     if constexpr (std::is_same<T, float>::value) {

@@ -37,18 +37,21 @@ inline V8 fmadd(V8 a, V8 b, V8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
 #define LSTMLAB_HAVE_MICROGEMM 1
 #endif
 
+constexpr int64_t kPanelK = 256;  // K block: a panel block (256 x 4 vectors, 64 KB) stays in L2 across the rows
+
 #ifdef LSTMLAB_HAVE_MICROGEMM
-// One MR x (NV * W) block of C over all of K.
+// One MR x (NV * W) block of C over k in [0, K) of a contiguous panel block (row stride NV * W);
+// `first`: start from zero, else continue the sums already in C (a float store and reload is
+// exact, so blocking K does not change a single rounding).
 template <int MR, int NV>
-inline void micro_block(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                        int64_t ldc) {
+inline void micro_block(int64_t K, const float* A, int64_t lda, const float* B, float* C, int64_t ldc, bool first) {
   constexpr int W = VG::W;
   VG acc[MR][NV];
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NV; ++j) acc[i][j] = VG::zero();
+    for (int j = 0; j < NV; ++j) acc[i][j] = first ? VG::zero() : VG::load(C + i * ldc + j * W);
   for (int64_t k = 0; k < K; ++k) {
     VG b[NV];
-    for (int j = 0; j < NV; ++j) b[j] = VG::load(B + k * ldb + j * W);
+    for (int j = 0; j < NV; ++j) b[j] = VG::load(B + k * NV * W + j * W);
     for (int i = 0; i < MR; ++i) {
       const VG a = VG::set(A[i * lda + k]);
       for (int j = 0; j < NV; ++j) acc[i][j] = fmadd(a, b[j], acc[i][j]);
@@ -58,33 +61,67 @@ inline void micro_block(int64_t K, const float* A, int64_t lda, const float* B, 
     for (int j = 0; j < NV; ++j) acc[i][j].store(C + i * ldc + j * W);
 }
 
-// Columns [n0, n0 + NV * W) of every row.
+// Columns of one panel (K x NV * W, contiguous) for every row, K in blocks of kPanelK.
 template <int NV>
-inline void micro_columns(int64_t M, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                          int64_t ldc) {
+inline void micro_columns(int64_t M, int64_t K, const float* A, int64_t lda, const float* P, float* C, int64_t ldc) {
   constexpr int MR = NV >= 4 ? 4 : 8;  // about 16 accumulators
-  int64_t m = 0;
-  for (; m + MR <= M; m += MR) micro_block<MR, NV>(K, A + m * lda, lda, B, ldb, C + m * ldc, ldc);
-  for (; m + 4 <= M; m += 4) micro_block<4, NV>(K, A + m * lda, lda, B, ldb, C + m * ldc, ldc);
-  for (; m < M; ++m) micro_block<1, NV>(K, A + m * lda, lda, B, ldb, C + m * ldc, ldc);
+  for (int64_t k0 = 0; k0 < K; k0 += kPanelK) {
+    const int64_t kc = std::min(kPanelK, K - k0);
+    const float* Pk = P + k0 * NV * VG::W;
+    const bool first = k0 == 0;
+    int64_t m = 0;
+    for (; m + MR <= M; m += MR) micro_block<MR, NV>(kc, A + m * lda + k0, lda, Pk, C + m * ldc, ldc, first);
+    for (; m + 4 <= M; m += 4) micro_block<4, NV>(kc, A + m * lda + k0, lda, Pk, C + m * ldc, ldc, first);
+    for (; m < M; ++m) micro_block<1, NV>(kc, A + m * lda + k0, lda, Pk, C + m * ldc, ldc, first);
+  }
 }
 #endif
 
-inline void micro_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                       float* C, int64_t ldc) {
+// The widths of the column panels of an N-column B, in order: 4W, ..., 2W, W, then the rest.
+template <class F>
+inline void for_panels(int64_t N, const F& f) {
   int64_t n = 0;
 #ifdef LSTMLAB_HAVE_MICROGEMM
   constexpr int W = VG::W;
-  for (; n + 4 * W <= N; n += 4 * W) micro_columns<4>(M, K, A, lda, B + n, ldb, C + n, ldc);
-  for (; n + 2 * W <= N; n += 2 * W) micro_columns<2>(M, K, A, lda, B + n, ldb, C + n, ldc);
-  for (; n + W <= N; n += W) micro_columns<1>(M, K, A, lda, B + n, ldb, C + n, ldc);
+  for (; n + 4 * W <= N; n += 4 * W) f(n, int64_t(4 * W));
+  for (; n + 2 * W <= N; n += 2 * W) f(n, int64_t(2 * W));
+  for (; n + W <= N; n += W) f(n, int64_t(W));
 #endif
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t j = n; j < N; ++j) {
-      float s = 0.f;
-      for (int64_t k = 0; k < K; ++k) s += A[m * lda + k] * B[k * ldb + j];
-      C[m * ldc + j] = s;
-    }
+  if (n < N) f(n, N - n);
+}
+
+// B (K x N, element (k, j) at B[k * sk + j * sn]) copied once per layer call into column panels,
+// each K x width contiguous at offset n * K: the kernel then streams B with unit stride (a row
+// stride of N floats touched a new page every few rows for a large W).
+inline at::Tensor pack_panels(int64_t K, int64_t N, const float* B, int64_t sk, int64_t sn) {
+  at::Tensor out = at::empty({K * N}, at::kFloat);
+  float* o = out.data_ptr<float>();
+  for_panels(N, [&](int64_t n, int64_t w) {
+    float* p = o + n * K;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < w; ++j) p[k * w + j] = B[k * sk + (n + j) * sn];
+  });
+  return out;
+}
+
+// C[M,N] = A[M,K] @ B[K,N] with B in the panels of pack_panels.
+inline void micro_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bp, float* C,
+                       int64_t ldc) {
+  for_panels(N, [&](int64_t n, int64_t w) {
+    const float* P = Bp + n * K;
+#ifdef LSTMLAB_HAVE_MICROGEMM
+    constexpr int W = VG::W;
+    if (w == 4 * W) return micro_columns<4>(M, K, A, lda, P, C + n, ldc);
+    if (w == 2 * W) return micro_columns<2>(M, K, A, lda, P, C + n, ldc);
+    if (w == W) return micro_columns<1>(M, K, A, lda, P, C + n, ldc);
+#endif
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t j = 0; j < w; ++j) {
+        float s = 0.f;
+        for (int64_t k = 0; k < K; ++k) s += A[m * lda + k] * P[k * w + j];
+        C[m * ldc + n + j] = s;
+      }
+  });
 }
 
 // Whether the own kernel should run instead of `blas` (a callable C = A @ B on the same operands)
@@ -94,7 +131,7 @@ inline void micro_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
 // better than inside the time loop, where its operand copies evict the step's data (measured:
 // 64x128 LSTM, own kernel 0.69x oneDNN in the loop while the isolated timing preferred BLAS).
 template <class Blas>
-bool choose_small(int64_t M, int64_t N, int64_t K, const float* B, int64_t ldb, int64_t variant, const Blas& blas) {
+bool choose_small(int64_t M, int64_t N, int64_t K, const float* Bp, int64_t variant, const Blas& blas) {
   if (g_small_mode == 2) return true;
   if (g_small_mode == 0 || K * N > kSmallMaxElems) return false;
   if (g_small_mode == 1) return true;
@@ -112,7 +149,7 @@ bool choose_small(int64_t M, int64_t N, int64_t K, const float* B, int64_t ldb, 
   double best_own = 1e30, best_blas = 1e30;
   for (int r = 0; r < 5; ++r) {
     auto t0 = clk::now();
-    for (int i = 0; i < calls; ++i) micro_gemm(M, N, K, ap, K, B, ldb, cp, N);
+    for (int i = 0; i < calls; ++i) micro_gemm(M, N, K, ap, K, Bp, cp, N);
     auto t1 = clk::now();
     for (int i = 0; i < calls; ++i) blas(ap, K, cp, N);
     auto t2 = clk::now();
