@@ -92,10 +92,10 @@ def configure(par_threshold: int = -1, blas: int = -1, packed: int = -1, barrier
     ``at::mm``; ``packed`` 1 packs a large W_hh once per call for MKL's packed GEMM (float32),
     2 packs always, 0 never; ``barrier`` 1 (default) lets the per-step barrier's waiters sleep on a
     futex after a short spin, 0 spins longer and then yields (the old barrier, kept for A/B timing);
-    ``small`` 1 (default) runs a small per-step float GEMM (W up to 4 MB) in the own SIMD
-    micro-kernel, a fixed rule so that every process computes the same floats (bit-exact resume in a
-    new process); 3 does so only when it timed faster than BLAS for that shape (once per process:
-    results may then differ between processes), 2 always, 0 never.
+    ``small`` 1 (default) runs every per-step float GEMM in the own SIMD micro-kernel when the CPU
+    has AVX2 / AVX-512 (BLAS otherwise), a fixed rule so that every process computes the same floats
+    (bit-exact resume in a new process); 3 does so only when it timed faster than BLAS for that shape
+    (once per process: results may then differ between processes), 2 always, 0 never.
     Returns the settings."""
     lanes, mode, thr, pack, bar, small_ = load().configure(par_threshold, blas, packed, barrier, small)
     return {"simd_lanes": lanes, "direct_blas": bool(mode), "par_threshold": thr, "packed_gemm": pack,

@@ -162,6 +162,11 @@ struct RecGemm {
     K = K_;
     trans_w = trans_w_;
     if constexpr (std::is_same<T, float>::value) {
+      if (own_by_rule()) {  // the own kernel by the fixed rule: no BLAS packing needed
+        wt = trans_w ? pack_panels_t(K, N, [&](int64_t j) { return W + j * ldw; }) : pack_panels(K, N, W, ldw);
+        own = true;
+        return;
+      }
       const bool want = g_pack_mode == 2 || (g_pack_mode == 1 && full >= kPackMinElems);
       if (want && std::max({M, N, K, ldw}) <= INT_MAX / 4) {
         const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, int(M), int(N), int(K));
@@ -171,6 +176,14 @@ struct RecGemm {
       }
       init_own();
     }
+  }
+  // The own kernel on B = W^T already in panels (the forward packs its slot's rows of W_hh itself).
+  void init_packed(Tensor panels, int64_t M_, int64_t N_, int64_t K_) {
+    M = M_;
+    N = N_;
+    K = K_;
+    wt = std::move(panels);
+    own = true;
   }
   void run(const T* A, int64_t lda, T* C, int64_t ldc) const {
     if constexpr (std::is_same<T, float>::value) {
@@ -183,11 +196,10 @@ struct RecGemm {
   }
 
  private:
-  void init_own() {
-    if (g_small_mode == 0 || (g_small_mode == 1 && K * N > kSmallMaxElems)) return;
+  void init_own() {  // mode 3: the own kernel where it timed faster than BLAS
+    if (g_small_mode != 3) return;
     if constexpr (std::is_same<T, float>::value) {
-      // B = W^T (forward) or W (backward), element (k, j)
-      wt = trans_w ? pack_panels(K, N, W, 1, ldw) : pack_panels(K, N, W, ldw, 1);
+      wt = trans_w ? pack_panels_t(K, N, [&](int64_t j) { return W + j * ldw; }) : pack_panels(K, N, W, ldw);
       own = choose_small(M, N, K, wt.data_ptr<float>(), int(trans_w) * 2 + int(packed.defined()),
                          [this](const T* a, int64_t lda, T* c, int64_t ldc) { run_blas(a, lda, c, ldc); });
       if (!own) wt = Tensor();

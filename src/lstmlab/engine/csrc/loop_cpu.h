@@ -117,11 +117,7 @@ class CpuForward {
     scr_ = at::empty({B, G}, o);
     if (taps) sat_ = at::zeros({p_.S, NG, T_, B}, o.dtype(at::kFloat));
     wk_.resize(p_.S);
-    rec_.resize(p_.S);
-    for (int64_t k = 0; k < p_.S; ++k) {
-      wk_[k] = slot_weights(a.w_hh, p_, k, NG);
-      rec_[k].init(wk_[k].data_ptr<T>(), H, B, NG * (p_.u[k + 1] - p_.u[k]), H, true, G * H);
-    }
+    rec_.resize(p_.S);  // set up by each slot's thread (init_slot): in parallel, in its own cache
     S_ = state_rows<T>(a.s, save, Hs_, out_.data_ptr<T>());
     if constexpr (Cell::kCellState) Cr_ = Rows<T>{C_.data_ptr<T>(), save ? T_ * H : H, save ? H : 0, 0};
   }
@@ -133,6 +129,7 @@ class CpuForward {
     const T* hrp = ptr<T>(hr_);
     T* scrp = scr_.data_ptr<T>();
     run_slots(p_, [&](int64_t s0, int64_t s1, SpinBarrier& bar) {
+      for (int64_t k = s0; k < s1; ++k) init_slot(k);
       for (int64_t t = 0; t < T_; ++t) {
         bar.wait();  // h_{t-1} complete
         const T* hin = hrp ? hrp + ((t - 1) & 1) * B * H : (t == 0 ? h0p : S_.at(0, t - 1));
@@ -153,6 +150,22 @@ class CpuForward {
 
  private:
   static constexpr int NG = Cell::kGates;
+
+  // The recurrent GEMM of slot k: its rows of W_hh (all gates of its units), copied straight into
+  // the own kernel's panels when the fixed rule takes it, else into one matrix for BLAS.
+  void init_slot(int64_t k) {
+    const int64_t B = a_.s.B, H = a_.s.H, u0 = p_.u[k], Hk = p_.u[k + 1] - u0;
+    if constexpr (std::is_same<T, float>::value) {
+      if (own_by_rule()) {
+        const float* w = a_.w_hh.data_ptr<float>();
+        auto row = [&](int64_t j) { return w + ((j / Hk) * H + u0 + j % Hk) * H; };
+        rec_[k].init_packed(pack_panels_t(H, NG * Hk, row), B, NG * Hk, H);
+        return;
+      }
+    }
+    wk_[k] = slot_weights(a_.w_hh, p_, k, NG);
+    rec_[k].init(wk_[k].data_ptr<T>(), H, B, NG * Hk, H, true, a_.s.G * H);
+  }
 
   // Step t of all batch rows for the hidden units of slot k.  Everything the loops read is a
   // local: the SIMD stores may alias any member, locals stay in registers.
@@ -250,9 +263,7 @@ class CpuBackward {
     scr_ = at::zeros({B, H}, o);
     if (taps) ghsq_ = at::zeros({p_.S, T_, B}, o);
     if (taps && Cell::kCellState) gcsq_ = at::zeros({p_.S, T_, B}, o);
-    const T* whh = a.w_hh.data_ptr<T>();
-    rec_.resize(p_.S);
-    for (int64_t k = 0; k < p_.S; ++k) rec_[k].init(whh + p_.u[k], H, B, p_.u[k + 1] - p_.u[k], G, false, G * H);
+    rec_.resize(p_.S);  // set up by each slot's thread, as in CpuForward
   }
 
   // [dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, gh_sq, gc_sq]
@@ -260,7 +271,9 @@ class CpuBackward {
     const int64_t T_ = a_.s.T, H = a_.s.H, G = a_.s.G;
     T* dGp = dG_.data_ptr<T>();
     T* scrp = scr_.data_ptr<T>();
+    const T* whh = a_.w_hh.data_ptr<T>();
     run_slots(p_, [&](int64_t s0, int64_t s1, SpinBarrier& bar) {
+      for (int64_t k = s0; k < s1; ++k) rec_[k].init(whh + p_.u[k], H, a_.s.B, p_.u[k + 1] - p_.u[k], G, false, G * H);
       for (int64_t t = T_ - 1; t >= 0; --t) {
         for (int64_t k = s0; k < s1; ++k) step(t, k);
         bar.wait();  // dG_t complete

@@ -1,20 +1,24 @@
-// An own float GEMM for the per-step recurrent product of small layers: C[M,N] = A[M,K] @ B[K,N]
-// (row-major, beta 0), register blocks of 4 rows x 4 SIMD vectors (8 x 2, 8 x 1 for narrow C), B
-// streamed from L1/L2.
+// An own float GEMM for the per-step recurrent product: C[M,N] = A[M,K] @ B[K,N] (row-major,
+// beta 0), register blocks of 4 rows x 4 SIMD vectors (8 x 2, 8 x 1 for narrow C), B copied once
+// per layer call into contiguous column panels and streamed in K blocks that stay in L2.
 //
 // Why: per step the recurrent GEMM is small (e.g. 16 x 32 @ 32 x 128); a BLAS call then costs more
 // in dispatch and operand packing than in arithmetic (MKL's sgemm on an AMD EPYC: ~40% of a small
-// LSTM's training time in mkl_blas_def_sgemm_pst / _scopy_* / _kernel_0_zen).  By default the own
-// kernel runs whenever W is small (K * N <= kSmallMaxElems): a fixed rule, so that every process on
-// every machine computes the same floats (a run killed and resumed in a new process stays bit-exact).
-// Mode 3 times both once per shape in the process instead (faster where BLAS wins, but then two
-// processes may round differently); never by the CPU's vendor.
+// LSTM's training time in mkl_blas_def_sgemm_pst / _scopy_* / _kernel_0_zen).  For a large W
+// (H = 1024: 16 MB) MKL's packed GEMM was no better: its per-call packing and the slot copy of W
+// cost more than the panels (measured at 2 threads, (32,32,1024,20) training 130 -> 94 ms).
+// By default the own kernel runs for every float W when the CPU has AVX2 or AVX-512: a fixed
+// rule, so that every process on every machine with the same lanes computes the same floats (a
+// run killed and resumed in a new process stays bit-exact).  Mode 3 times both once per shape in
+// the process instead (then two processes may round differently); never by the CPU's vendor.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
+#include <cstring>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -24,8 +28,7 @@
 
 namespace lstmlab {
 
-inline int g_small_mode = 1;  // 0 never, 1 small W (fixed rule), 2 always (tests), 3 small W when timed faster
-constexpr int64_t kSmallMaxElems = 1 << 20;  // B elements (K * N, 4 MB) up to which the own kernel is tried
+inline int g_small_mode = 1;  // 0 never, 1 with SIMD (fixed rule), 2 always (tests), 3 when timed faster
 
 #if defined(LSTMLAB_HAVE_V16)
 using VG = V16;
@@ -61,18 +64,24 @@ inline void micro_block(int64_t K, const float* A, int64_t lda, const float* B, 
     for (int j = 0; j < NV; ++j) acc[i][j].store(C + i * ldc + j * W);
 }
 
-// Columns of one panel (K x NV * W, contiguous) for every row, K in blocks of kPanelK.
+// Rows of C for k in [k0, k0 + kc) of one panel block Pk: blocks of MR rows, then 4, 2, 1.
+template <int MR, int NV>
+inline void rows_loop(int64_t M, int64_t kc, int64_t k0, const float* A, int64_t lda, const float* Pk, float* C,
+                      int64_t ldc, bool first) {
+  int64_t m = 0;
+  for (; m + MR <= M; m += MR) micro_block<MR, NV>(kc, A + m * lda + k0, lda, Pk, C + m * ldc, ldc, first);
+  for (; m + 4 <= M; m += 4) micro_block<4, NV>(kc, A + m * lda + k0, lda, Pk, C + m * ldc, ldc, first);
+  for (; m + 2 <= M; m += 2) micro_block<2, NV>(kc, A + m * lda + k0, lda, Pk, C + m * ldc, ldc, first);
+  for (; m < M; ++m) micro_block<1, NV>(kc, A + m * lda + k0, lda, Pk, C + m * ldc, ldc, first);
+}
+
 template <int NV>
 inline void micro_columns(int64_t M, int64_t K, const float* A, int64_t lda, const float* P, float* C, int64_t ldc) {
-  constexpr int MR = NV >= 4 ? 4 : 8;  // about 16 accumulators
   for (int64_t k0 = 0; k0 < K; k0 += kPanelK) {
     const int64_t kc = std::min(kPanelK, K - k0);
     const float* Pk = P + k0 * NV * VG::W;
     const bool first = k0 == 0;
-    int64_t m = 0;
-    for (; m + MR <= M; m += MR) micro_block<MR, NV>(kc, A + m * lda + k0, lda, Pk, C + m * ldc, ldc, first);
-    for (; m + 4 <= M; m += 4) micro_block<4, NV>(kc, A + m * lda + k0, lda, Pk, C + m * ldc, ldc, first);
-    for (; m < M; ++m) micro_block<1, NV>(kc, A + m * lda + k0, lda, Pk, C + m * ldc, ldc, first);
+    rows_loop<(NV >= 4 ? 4 : 8), NV>(M, kc, k0, A, lda, Pk, C, ldc, first);  // about 16 accumulators
   }
 }
 #endif
@@ -90,18 +99,41 @@ inline void for_panels(int64_t N, const F& f) {
   if (n < N) f(n, N - n);
 }
 
-// B (K x N, element (k, j) at B[k * sk + j * sn]) copied once per layer call into column panels,
-// each K x width contiguous at offset n * K: the kernel then streams B with unit stride (a row
-// stride of N floats touched a new page every few rows for a large W).
-inline at::Tensor pack_panels(int64_t K, int64_t N, const float* B, int64_t sk, int64_t sn) {
+// B (K x N) copied once per layer call into column panels, each K x width contiguous at offset
+// n * K: the kernel then streams B with unit stride (a row stride of N floats touched a new page
+// every few rows for a large W).  `col(j)` points to column j of B (stride 1 in k): B = W^T.
+template <class Col>
+inline at::Tensor pack_panels_t(int64_t K, int64_t N, const Col& col) {
   at::Tensor out = at::empty({K * N}, at::kFloat);
   float* o = out.data_ptr<float>();
   for_panels(N, [&](int64_t n, int64_t w) {
     float* p = o + n * K;
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t j = 0; j < w; ++j) p[k * w + j] = B[k * sk + (n + j) * sn];
+    for (int64_t j = 0; j < w; ++j) {
+      const float* c = col(n + j);
+      for (int64_t k = 0; k < K; ++k) p[k * w + j] = c[k];
+    }
   });
   return out;
+}
+
+// The same for a row-major B (K x N, leading dimension ldb).
+inline at::Tensor pack_panels(int64_t K, int64_t N, const float* B, int64_t ldb) {
+  at::Tensor out = at::empty({K * N}, at::kFloat);
+  float* o = out.data_ptr<float>();
+  for_panels(N, [&](int64_t n, int64_t w) {
+    float* p = o + n * K;
+    for (int64_t k = 0; k < K; ++k) std::memcpy(p + k * w, B + k * ldb + n, sizeof(float) * w);
+  });
+  return out;
+}
+
+// Whether the fixed rule (no timing) runs the own kernel.
+inline bool own_by_rule() {
+#ifdef LSTMLAB_HAVE_MICROGEMM
+  return g_small_mode == 1 || g_small_mode == 2;
+#else
+  return g_small_mode == 2;  // the scalar fallback is for tests only
+#endif
 }
 
 // C[M,N] = A[M,K] @ B[K,N] with B in the panels of pack_panels.
@@ -132,9 +164,8 @@ inline void micro_gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t 
 // 64x128 LSTM, own kernel 0.69x oneDNN in the loop while the isolated timing preferred BLAS).
 template <class Blas>
 bool choose_small(int64_t M, int64_t N, int64_t K, const float* Bp, int64_t variant, const Blas& blas) {
-  if (g_small_mode == 2) return true;
-  if (g_small_mode == 0 || K * N > kSmallMaxElems) return false;
-  if (g_small_mode == 1) return true;
+  if (own_by_rule()) return true;
+  if (g_small_mode != 3) return false;
   static std::mutex mu;
   static std::map<std::array<int64_t, 4>, bool> memo;
   const std::array<int64_t, 4> key{M, N, K, variant};
