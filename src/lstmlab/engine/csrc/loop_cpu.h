@@ -39,7 +39,7 @@ Rows<T> state_rows(const Shape& s, bool save, const Tensor& Hs, T* outp) {
 
 inline Tensor state_buffer(const Shape& s, bool save, const at::TensorOptions& o) {
   if (!s.has_len) return Tensor();
-  return save ? at::empty({s.B, s.T, s.H}, o) : at::empty({2, s.B, s.H}, o);
+  return save ? big_empty({s.B, s.T, s.H}, o) : at::empty({2, s.B, s.H}, o);
 }
 
 inline Tensor final_state(const Shape& s, bool save, const Tensor& Hs, const Tensor& out) {
@@ -62,12 +62,13 @@ Tensor project(const Args& a, bool save) {
   const Shape& s = a.s;
   if constexpr (Cell::kActs > Cell::kGates) {
     const int64_t XS = save ? Cell::kActs * s.H : s.G;
-    Tensor xw = at::empty({s.B * s.T, XS}, a.x.options());
+    Tensor xw = big_empty({s.B * s.T, XS}, a.x.options());
     xw.narrow(1, 0, s.G).copy_(a.bias.expand({s.B * s.T, s.G}));
     mm_nt<T>(s.B * s.T, s.G, s.I, a.x.data_ptr<T>(), s.I, a.w_ih.data_ptr<T>(), s.I, T(1), xw.data_ptr<T>(), XS);
     return xw;
   } else {
-    return at::addmm(a.bias, a.x.reshape({s.B * s.T, s.I}), a.w_ih.t());
+    Tensor xw = big_empty({s.B * s.T, s.G}, a.x.options());
+    return at::addmm_out(xw, a.bias, a.x.reshape({s.B * s.T, s.I}), a.w_ih.t());
   }
 }
 
@@ -110,9 +111,9 @@ class CpuForward {
     const int64_t B = a_.s.B, T_ = a_.s.T, H = a_.s.H, G = a_.s.G;
     xw_ = project<T, Cell>(a, save);
     XS_ = xw_.size(1);
-    out_ = at::empty({B, T_, H}, o);
+    out_ = big_empty({B, T_, H}, o);
     Hs_ = state_buffer(a.s, save, o);
-    if constexpr (Cell::kCellState) C_ = save ? at::empty({B, T_, H}, o) : at::empty({B, H}, o);
+    if constexpr (Cell::kCellState) C_ = save ? big_empty({B, T_, H}, o) : at::empty({B, H}, o);
     hr_ = rmask_buffer(a.h0, a.rmask);
     scr_ = at::empty({B, G}, o);
     if (taps) sat_ = at::zeros({p_.S, NG, T_, B}, o.dtype(at::kFloat));
@@ -256,8 +257,8 @@ class CpuBackward {
       : cell_(cell), a_(a), gout_(gout), A_(A), C_(C), S_(S), p_(make_plan(a.s.B, a.s.H, a.s.G)) {
     const auto o = a.x.options();
     const int64_t B = a.s.B, T_ = a.s.T, H = a.s.H, G = a.s.G;
-    dG_ = at::empty({B, T_, G}, o);
-    if constexpr (Cell::kSplit) dIn_ = at::empty({B, T_, H}, o);
+    dG_ = big_empty({B, T_, G}, o);
+    if constexpr (Cell::kSplit) dIn_ = big_empty({B, T_, H}, o);
     ghb_ = ghn.defined() ? ghn.contiguous().clone() : at::zeros({B, H}, o);
     if constexpr (Cell::kCellState) gcb_ = gcn.defined() ? gcn.contiguous().clone() : at::zeros({B, H}, o);
     scr_ = at::zeros({B, H}, o);
