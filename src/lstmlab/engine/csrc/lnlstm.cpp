@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "blas.h"
+#include "hugepages.h"
 #include "simd.h"
 
 namespace lstmlab {
@@ -143,10 +144,10 @@ Fwd forward_loop(const Tensor& xn, const Tensor& h0, const Tensor& c0, const Ten
                  double eps_c, const std::vector<int64_t>& len, const Tensor& rmask) {
   const int64_t B = xn.size(0), T_ = xn.size(1), G = xn.size(2), H = G / 4;
   const auto o = xn.options();
-  Fwd f{Tensor(), at::empty({B, T_, G}, o), at::empty({B, T_, G}, o), at::empty({B, T_}, o),
-        at::empty({B, T_, H}, o), at::empty({B, T_, H}, o), at::empty({B, T_}, o), at::empty({B, T_, H}, o)};
+  Fwd f{Tensor(), big_empty({B, T_, G}, o), big_empty({B, T_, G}, o), at::empty({B, T_}, o),
+        big_empty({B, T_, H}, o), big_empty({B, T_, H}, o), at::empty({B, T_}, o), big_empty({B, T_, H}, o)};
   const bool padded = std::any_of(len.begin(), len.end(), [&](int64_t l) { return l < T_; });
-  f.out = padded ? at::empty({B, T_, H}, o) : f.S;  // no padding: the output is the state sequence
+  f.out = padded ? big_empty({B, T_, H}, o) : f.S;  // no padding: the output is the state sequence
   Tensor R = at::empty({B, G}, o), hr = at::empty({B, H}, o);
   T *Rp = R.data_ptr<T>(), *hrp = hr.data_ptr<T>(), *Sp = f.S.data_ptr<T>(), *Cp = f.C.data_ptr<T>();
   const T *h0p = h0.data_ptr<T>(), *c0p = c0.data_ptr<T>(), *rmp = ptr<T>(rmask), *whh = w_hh.data_ptr<T>();
@@ -341,7 +342,7 @@ std::vector<Tensor> backward(const std::optional<Tensor>& gout, const std::optio
   const auto len = lengths_of(opt(lengths), B, T_);
   const auto o = A.options();
   const Tensor gh = opt(ghn), gc = opt(gcn);
-  Bwd w{at::empty({B, T_, G}, o), at::empty({B, T_, G}, o), at::zeros({14 * H}, o),
+  Bwd w{big_empty({B, T_, G}, o), big_empty({B, T_, G}, o), at::zeros({14 * H}, o),
         gh.defined() ? gh.clone() : at::zeros({B, H}, o), gc.defined() ? gc.clone() : at::zeros({B, H}, o),
         at::zeros({B, H}, o), taps ? at::zeros({T_, B}, o) : Tensor(), taps ? at::zeros({T_, B}, o) : Tensor()};
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lnlstm_backward", [&] {
