@@ -3,7 +3,7 @@
 //   pre_t = xn_t + LN_hh(hr_{t-1} W_hh^T + b_hh),  c_t = f c_{t-1} + i g,  h_t = o tanh(LN_c(c_t))
 // where xn = LN_ih(x W_ih^T + b_ih) of all steps is computed (and differentiated) by torch before
 // the loop (it does not depend on the recurrence), and hr = h * rmask (recurrent dropout).  Per
-// step: one GEMM (the fused engine's own micro-kernel for float) and, per batch row, a few SIMD passes (the two layer norms reduce over
+// step: one GEMM into BLAS and, per batch row, a few SIMD passes (the two layer norms reduce over
 // a whole row).  Backward: per step the row passes and one GEMM dR_t @ W_hh; dW_hh and the
 // normalisation parameters' gradients are big products / reductions after the loop.
 // Padded steps (t >= lengths[b]) carry h and c, output 0; their gradients pass through.
@@ -155,8 +155,6 @@ Fwd forward_loop(const Tensor& xn, const Tensor& h0, const Tensor& c0, const Ten
   const T *gc = g_c.data_ptr<T>(), *bec = be_c.data_ptr<T>();
   T *Ap = f.A.data_ptr<T>(), *RNp = f.RN.data_ptr<T>(), *rrp = f.rr.data_ptr<T>(), *CNp = f.CN.data_ptr<T>();
   T *rcp = f.rc.data_ptr<T>(), *outp = f.out.data_ptr<T>();
-  RecGemm<T> rec;  // hr W_hh^T: the own micro-kernel for float (blas.h), BLAS else
-  rec.init(whh, H, B, G, H, true, G * H);
   for (int64_t t = 0; t < T_; ++t) {
     const T* hin = t == 0 ? h0p : Sp + (t - 1) * H;
     int64_t ld = t == 0 ? H : T_ * H;
@@ -166,7 +164,7 @@ Fwd forward_loop(const Tensor& xn, const Tensor& h0, const Tensor& c0, const Ten
       hin = hrp;
       ld = H;
     }
-    rec.run(hin, ld, Rp, G);
+    mm_nt<T>(B, G, H, hin, ld, whh, H, T(0), Rp, G);
     for (int64_t b = 0; b < B; ++b) {
       const int64_t bt = b * T_ + t;
       const T* hp = t == 0 ? h0p + b * H : Sp + (bt - 1) * H;
@@ -293,8 +291,7 @@ void backward_loop(Bwd& w, const BwdIn<T>& in, const Tensor& w_hh, int64_t B, co
   std::vector<T> dl(H);
   T *ghb = w.ghb.data_ptr<T>(), *gcb = w.gcb.data_ptr<T>(), *scr = w.scr.data_ptr<T>();
   T *ghsq = ptr<T>(w.ghsq), *gcsq = ptr<T>(w.gcsq);
-  RecGemm<T> rec;  // dR_t W_hh, as in the forward
-  rec.init(w_hh.data_ptr<T>(), H, B, H, G, false, G * H);
+  const T* whh = w_hh.data_ptr<T>();
   for (int64_t t = T_ - 1; t >= 0; --t) {
     for (int64_t b = 0; b < B; ++b) {
       const int64_t bt = b * T_ + t;
@@ -324,7 +321,7 @@ void backward_loop(Bwd& w, const BwdIn<T>& in, const Tensor& w_hh, int64_t B, co
       if (gcsq) gcsq[t * B + b] = dcsq;
       std::memset(ghr, 0, sizeof(T) * H);
     }
-    rec.run(dRp + t * G, T_ * G, scr, H);
+    mm_nn<T>(B, H, G, dRp + t * G, T_ * G, whh, H, scr, H);
   }
 }
 
