@@ -1,5 +1,6 @@
-// BLAS plumbing of the CPU route: the per-step recurrent GEMM straight into the Fortran
-// sgemm_/dgemm_ that libtorch exports (else at::mm), and MKL's packed GEMM for a large W_hh.
+// BLAS plumbing of the CPU route: the per-step recurrent GEMM in the own micro-kernel (float) or
+// straight into the Fortran sgemm_/dgemm_ that libtorch exports (else at::mm), and MKL's packed
+// GEMM for a large W_hh.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -146,8 +147,8 @@ void mm_nn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
 // The per-step recurrent product of one slot (a slice of hidden units) with a fixed matrix W:
 //   trans_w: C[M,N] = A[M,K] @ W^T, W (N, K) row-major, leading dim ldw   (forward)
 //   else:    C[M,N] = A[M,K] @ W,   W (K, N) row-major, leading dim ldw   (backward)
-// float: the own micro-kernel (microgemm.h) when it timed faster for this shape, else BLAS, with
-// a large W packed once per layer call for MKL's packed GEMM.
+// float: the own micro-kernel (microgemm.h, W in its panels) by the fixed rule; else BLAS, with a
+// large float W packed once per layer call for MKL's packed GEMM (mode 3: whichever timed faster).
 template <typename T>
 struct RecGemm {
   const T* W = nullptr;
@@ -163,7 +164,7 @@ struct RecGemm {
     trans_w = trans_w_;
     if constexpr (std::is_same<T, float>::value) {
       if (own_by_rule()) {  // the own kernel by the fixed rule: no BLAS packing needed
-        wt = trans_w ? pack_panels_t(K, N, [&](int64_t j) { return W + j * ldw; }) : pack_panels(K, N, W, ldw);
+        wt = panels();
         own = true;
         return;
       }
@@ -178,11 +179,11 @@ struct RecGemm {
     }
   }
   // The own kernel on B = W^T already in panels (the forward packs its slot's rows of W_hh itself).
-  void init_packed(Tensor panels, int64_t M_, int64_t N_, int64_t K_) {
+  void init_packed(Tensor p, int64_t M_, int64_t N_, int64_t K_) {
     M = M_;
     N = N_;
     K = K_;
-    wt = std::move(panels);
+    wt = std::move(p);
     own = true;
   }
   void run(const T* A, int64_t lda, T* C, int64_t ldc) const {
@@ -199,11 +200,17 @@ struct RecGemm {
   void init_own() {  // mode 3: the own kernel where it timed faster than BLAS
     if (g_small_mode != 3) return;
     if constexpr (std::is_same<T, float>::value) {
-      wt = trans_w ? pack_panels_t(K, N, [&](int64_t j) { return W + j * ldw; }) : pack_panels(K, N, W, ldw);
+      wt = panels();
       own = choose_small(M, N, K, wt.data_ptr<float>(), int(trans_w) * 2 + int(packed.defined()),
                          [this](const T* a, int64_t lda, T* c, int64_t ldc) { run_blas(a, lda, c, ldc); });
       if (!own) wt = Tensor();
     }
+  }
+  Tensor panels() const {  // B = W^T (forward) or W (backward) in the own kernel's panels
+    if constexpr (std::is_same<T, float>::value) {
+      return trans_w ? pack_panels_t(K, N, [&](int64_t j) { return W + j * ldw; }) : pack_panels(K, N, W, ldw);
+    }
+    return Tensor();
   }
   void run_blas(const T* A, int64_t lda, T* C, int64_t ldc) const {
     if constexpr (std::is_same<T, float>::value) {
