@@ -358,10 +358,11 @@ def test_packed_gemm_agrees(packed):
 
 
 @pytest.mark.parametrize("small", [0, 2], ids=["blas", "own_kernel"])
-@pytest.mark.parametrize("hidden", [5, 16, 37, 80])
+@pytest.mark.parametrize("hidden", [5, 16, 37, 80, 261])
 def test_own_small_gemm_agrees(small, hidden):
     """The own SIMD micro-kernel for the per-step float32 GEMM (forced on / off) == loop engine, with
-    row and column tails (hidden 5, 37, 80; batch 5 and 13 = 8 + 4 + 1 rows) and with the thread split."""
+    row and column tails (hidden 5, 37, 80, 261; batch 5 and 13 = 8 + 4 + 1 rows), K longer than one
+    panel block of 256 (backward: 4H = 320, 1044; forward: H = 261) and with the thread split."""
     info, threads = fused.configure(), torch.get_num_threads()
     try:
         fused.configure(small=small)
