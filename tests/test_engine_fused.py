@@ -158,8 +158,8 @@ def _run_engine(mod, cell, x, h0, c0, weights, lengths, rmask, activation, taps)
 
 
 def _vs_loop(cell, dtype, *, activation="tanh", lengths=None, rmask=False, taps=True, scale=1.0,
-             hidden=13, outputs="all", device="cpu", x_grad=True, batch=5):
-    steps, inp = 9, 4
+             hidden=13, outputs="all", device="cpu", x_grad=True, batch=5, inp=4):
+    steps = 9
     G = GATES[cell]
     g = torch.Generator().manual_seed(3)
     x = torch.randn(batch, steps, inp, dtype=dtype, generator=g)
@@ -375,6 +375,14 @@ def test_own_small_gemm_agrees(small, hidden):
     finally:
         torch.set_num_threads(threads)
         fused.configure(par_threshold=info["par_threshold"], small=info["small_gemm"])
+
+@pytest.mark.parametrize("inp", [1, 15, 16, 40])
+def test_input_weight_grad_both_orientations(inp):
+    """dW_ih (and dx) == loop engine on both sides of the I < 16 rule that takes (x^T dG)^T."""
+    for cell in ("lstm", "gru"):
+        _vs_loop(cell, torch.float32, taps=False, inp=inp)
+        _vs_loop(cell, torch.float64, lengths=torch.tensor(LENGTHS), rmask=True, inp=inp)
+
 
 @pytest.mark.cuda
 @CUDA
