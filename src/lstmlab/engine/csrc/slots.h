@@ -22,7 +22,13 @@
 
 namespace lstmlab {
 
-inline int64_t g_par_threshold = 16384;  // B * gate-width per step from which batch rows run in parallel
+// B * gate-width per step from which the hidden units are split across threads.  16384 until
+// 2026-11-30; with the futex barrier and the own kernel, small steps gain from two threads on a
+// quiet 2-core EPYC (2 threads, medians of two runs: (16,8,32,500) 0.79-0.88 -> 0.63-0.64x torch,
+// (32,8,48,200) 1.11-1.13 -> 0.89-0.96x, (16,1,64,400) 1.06-1.13 -> 0.84-0.90x) and lose ~25%
+// under contention while staying ahead of torch
+// (contention.py, (16,8,32,500), native in the background: 17.3 -> 21.9 ms against torch's 31.6-38).
+inline int64_t g_par_threshold = 2048;
 constexpr int64_t kParMacs = int64_t(1) << 21;  // ... or recurrent multiply-adds per step (B * G * H)
 
 inline void cpu_relax() {
