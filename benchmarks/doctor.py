@@ -77,7 +77,7 @@ DTW = {"OSULeaf": 0.5909, "ArrowHead": 0.7029, "Trace": 1.0, "PickupGestureWiimo
        "GunPoint": 0.9067, "Coffee": 1.0, "Trace_n5": 0.97, "OSULeaf_n10": 0.467, "BasicMotions": 0.975}
 
 
-def ucr_row(name: str, ucr_dir: Path, out: Path) -> Row:
+def ucr_row(name: str, ucr_dir: Path, out: Path, seed: int = 0) -> Row:
     """Write the set's official splits as long-format CSV (one value column per channel) and return its row."""
     z = np.load(ucr_dir / f"{name}.npz", allow_pickle=False)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +97,7 @@ path = "{name}_train.csv"
 test_path = "{name}_test.csv"
 time_column = "step"
 val_fraction = 0.25
+seed = {seed}
 
 [model]
 layers = [{{type = "LSTM", units = 64}}, {{type = "Dense"}}]
@@ -105,6 +106,7 @@ layers = [{{type = "LSTM", units = 64}}, {{type = "Dense"}}]
 epochs = 100
 batch_size = 16
 learning_rate = 3e-3
+seed = {seed}
 """
     dtw = DTW.get(name)
     return Row(f"ucr:{name}", config, "test_accuracy", dtw if dtw is not None else 1.0,
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ucr-dir", default="/work/ucr", help="folder of NAME.npz files (x_train, y_train, x_test, y_test)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--markdown", action="store_true", help="also print the Doctor table row")
+    p.add_argument("--seed", type=int, default=0, help="ucr rows: the seed of the validation split and of training")
     a = p.parse_args(argv)
     if a.row == "list":
         for row in ROWS.values():
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"doctor.py: error: {run_dir} exists; remove it or choose another --run-root", file=sys.stderr)
         return 2
     if a.row.startswith("ucr:"):
-        row = ucr_row(a.row[4:], Path(a.ucr_dir), run_dir)
+        row = ucr_row(a.row[4:], Path(a.ucr_dir), run_dir, a.seed)
     elif a.row in ROWS:
         row = ROWS[a.row]
     else:
